@@ -1,0 +1,187 @@
+"""The ``nucleiseg`` command (also ``python -m nucleiseg_lib``).
+
+Subcommands: synth, download, train, evaluate, predict, report.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import NucleisegError
+
+
+def cmd_synth(a):
+    from .data.synth import make_synthetic_dataset
+    ids = make_synthetic_dataset(a.out, n=a.n, size=a.size, seed=a.seed, style=a.style)
+    print(f"wrote {len(ids)} synthetic samples to {a.out} (SYNTHETIC data, not microscopy)")
+
+
+def cmd_download(a):
+    from .data.download import download
+    from .data.locate import REPO_ROOT
+    root = download(a.source, a.dest or REPO_ROOT / "data")
+    print(f"DSB2018 stage1_train is in {root}")
+
+
+def load_data(spec, ids=None, progress=True):
+    """Resolve a data folder, cache it, and load it into memory: (root, source, samples, ids)."""
+    from .data import SampleCache, list_samples
+    from .data.locate import resolve_data
+    root, source = resolve_data(spec)
+    ids = ids if ids is not None else list_samples(root)
+    cache = SampleCache(root, ids=ids, progress=progress)
+    return root, source, cache.load_all(), ids
+
+
+def cmd_train(a):
+    import torch
+
+    from .data import data_hash, split_ids
+    from .inference import calibrate
+    from .training import Trainer, get_recipe
+    profile = a.profile
+    if profile == "auto":
+        profile = "gpu" if torch.cuda.is_available() else "cpu"
+    cfg = get_recipe(profile, epochs=a.epochs, base=a.base, size=a.size, batch_size=a.batch_size, seed=a.seed,
+                     num_workers=a.workers, max_images=a.max_images)
+    root, source, samples, ids = load_data(a.data, progress=not a.quiet)
+    train_ids, val_ids = split_ids(ids, cfg.val_fraction, cfg.seed)
+    if source == "synthetic":
+        print("WARNING: training on SYNTHETIC data")
+    info = dict(root=str(root), source=source, hash=data_hash(root), n_images=len(ids))
+    trainer = Trainer(a.run, cfg, progress=not a.quiet)
+    history = trainer.fit(samples, train_ids, val_ids, data_info=info)
+    if val_ids and not a.no_calibrate:
+        chosen = calibrate(trainer.best, samples, val_ids, progress=not a.quiet)
+        print(f"chosen on the validation split: threshold {chosen['threshold']}, {chosen['method']} "
+              f"(val DSB score {chosen['val_dsb_score']:.3f}); stored in {trainer.best}")
+    print(f"{len(history)} epochs in {a.run}")
+
+
+def _table(rows, keys):
+    lines = ["  ".join(f"{k:>14}" for k in keys)]
+    for r in rows:
+        lines.append("  ".join(f"{r[k]:>14.4f}" if isinstance(r[k], float) else f"{str(r[k])[:14]:>14}"
+                               for k in keys))
+    return "\n".join(lines)
+
+
+def parse_rule(rule):
+    """'0.4' -> 0.4; names stay names; None stays None (the checkpoint's choice)."""
+    if rule is None:
+        return None
+    try:
+        return float(rule)
+    except ValueError:
+        return rule
+
+
+def cmd_evaluate(a):
+    from .data import split_ids
+    from .inference import Predictor, evaluate_predictions, summarize_rows
+    pred = Predictor(a.checkpoint, tta=a.tta)
+    root, source, samples, ids = load_data(a.data, progress=not a.quiet)
+    if a.split == "val":
+        cfg = pred.state.get("config", {})
+        ids = split_ids(ids, cfg.get("val_fraction", 0.1), cfg.get("seed", 0))[1]
+    rows = evaluate_predictions(pred, samples, ids, rule=parse_rule(a.threshold), progress=not a.quiet)
+    summary = summarize_rows(rows)
+    keys = ["pixel_accuracy", "iou", "dice", "dsb_score", "ap50"]
+    print(_table([dict(image="mean", **summary)], ["image"] + keys))
+    if source == "synthetic":
+        print("WARNING: these numbers come from SYNTHETIC data")
+    if a.json:
+        from .training import save_json
+        save_json(dict(checkpoint=str(a.checkpoint), data=str(root), source=source, split=a.split,
+                       threshold_rule=a.threshold or "validation", postprocess={
+                           k: v for k, v in pred.postprocess.items() if k != "sweep"},
+                       mean=summary, per_image=rows), a.json)
+        print(f"wrote {a.json}")
+
+
+def cmd_predict(a):
+    from .inference import Predictor
+    from .inference.io import predict_path
+    pred = Predictor(a.checkpoint, tta=a.tta)
+    n = predict_path(pred, a.input, a.output, rule=parse_rule(a.threshold), log=print)
+    print(f"wrote masks and labels of {n} images to {a.output}")
+
+
+def cmd_report(a):
+    from .report.runner import run_course
+    run_course(profile=a.profile, data=a.data, out=a.out, notebooks=a.notebooks)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="nucleiseg", description="Nuclei segmentation with a U-Net on DSB2018.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="write synthetic nuclei in the Kaggle layout")
+    s.add_argument("--out", required=True)
+    s.add_argument("--n", type=int, default=24)
+    s.add_argument("--size", type=int, default=256)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--style", default="mixed", choices=["mixed", "fluorescence", "stained", "brightfield"])
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("download", help="download DSB2018 stage1_train")
+    s.add_argument("--source", default="github", choices=["github", "kaggle"])
+    s.add_argument("--dest", default=None, help="default: the repo's data/ folder")
+    s.set_defaults(func=cmd_download)
+
+    s = sub.add_parser("train", help="train (or resume training) a U-Net into a run folder")
+    s.add_argument("--data", default="auto", help="a Kaggle-layout folder, or auto/download/synthetic")
+    s.add_argument("--run", required=True)
+    s.add_argument("--profile", default="auto", choices=["auto", "smoke", "original", "cpu", "gpu"])
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--base", type=int)
+    s.add_argument("--size", type=int)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--workers", type=int)
+    s.add_argument("--max-images", type=int)
+    s.add_argument("--no-calibrate", action="store_true", help="skip choosing the threshold on the validation split")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="metrics of a checkpoint on labelled data")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--data", default="auto")
+    s.add_argument("--threshold", default=None,
+                   help="fixed | relative | otsu | validation | a number (default: the checkpoint's choice)")
+    s.add_argument("--split", default="all", choices=["all", "val"],
+                   help="all images, or only the checkpoint's validation split")
+    s.add_argument("--json")
+    s.add_argument("--tta", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("predict", help="masks and instance labels for new images")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--input", required=True, help="an image, a folder of images, or a Kaggle-layout folder")
+    s.add_argument("--output", required=True)
+    s.add_argument("--threshold", default=None)
+    s.add_argument("--tta", action="store_true")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("report", help="run all notebooks with papermill and export the PDF report")
+    s.add_argument("--profile", default=None, help="smoke | cpu | gpu | auto (default: $NUCLEISEG_PROFILE or auto)")
+    s.add_argument("--data", default=None, help="auto | synthetic | a folder (default: $NUCLEISEG_DATA_SPEC or auto)")
+    s.add_argument("--out", default="report")
+    s.add_argument("--notebooks", nargs="*", default=None, help="run only these notebooks")
+    s.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except NucleisegError as exc:
+        print(f"nucleiseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
+    return 0

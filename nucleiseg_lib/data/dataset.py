@@ -1,0 +1,97 @@
+"""PyTorch datasets over a Kaggle-layout folder (cached) or over PNGs re-read each time."""
+
+import numpy as np
+import torch
+
+from .cache import SampleCache
+from .io import read_sample
+from .transforms import (augment_colour, augment_geometry, make_target, normalize_image, random_crop,
+                         resize)
+
+MODES = ("crop", "resize", "full")
+
+
+class PngSamples:
+    """Samples read and merged from the PNGs on every access (the original project's way).
+
+    Kept for comparison in ``benchmarks/``; use :class:`SampleCache` for training.
+    """
+
+    def __init__(self, root):
+        self.root = root
+
+    def __getitem__(self, sample_id):
+        image, labels = read_sample(self.root, sample_id)
+        return image, labels
+
+
+class NucleiDataset(torch.utils.data.Dataset):
+    """Image/target pairs for training and validation.
+
+    Parameters
+    ----------
+    samples : mapping id -> (image, labels)
+        ``image`` shape (H, W, 3) float in [0, 1]; ``labels`` shape (H, W) int.
+        For example ``SampleCache(root).load_all()`` or :class:`PngSamples`.
+    ids : list of str
+    mode : {"crop", "resize", "full"}
+        "crop": a random `size` window at native resolution (with scale jitter when
+        augmenting); "resize": the whole image squashed to `size` x `size` (the
+        original project); "full": the whole image at native size (batch size 1).
+    size : int
+    augment : bool
+        Colour, contrast, scale, flip and rotation augmentation.
+    targets : tuple of {"mask", "contour"}
+    seed : int
+        Crops and augmentation depend only on (seed, epoch, index): training is
+        reproducible whatever the number of loader workers, and resumes exactly.
+    scale : (float, float)
+        Range of the scale jitter in "crop" mode when augmenting.
+
+    Returns (per item)
+    ------------------
+    x : Tensor, shape (3, H, W), float32, normalised by :func:`normalize_image`
+    y : Tensor, shape (len(targets), H, W), float32 in {0, 1}
+    """
+
+    def __init__(self, samples, ids, mode="crop", size=256, augment=False, targets=("mask",), seed=0,
+                 scale=(0.5, 2.0)):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.samples, self.ids, self.mode, self.size = samples, list(ids), mode, size
+        self.augment, self.targets, self.seed, self.scale = augment, tuple(targets), seed, scale
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        """Choose the epoch whose crops and augmentations are drawn."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image, labels = self.samples[self.ids[index]]
+        image = np.asarray(image, np.float32)
+        if self.mode == "crop":
+            scale = self.scale if self.augment else (1.0, 1.0)
+            image, labels = random_crop(image, labels, self.size, rng, scale)
+        elif self.mode == "resize":
+            image, labels = resize(image, labels, (self.size, self.size))
+        if self.augment:
+            image = augment_colour(image, rng)
+        x, y = normalize_image(image), make_target(labels, self.targets)
+        if self.augment:
+            x, y = augment_geometry(x, y, rng)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def load_split(root, train_ids, val_ids, cache_dir=None, progress=True):
+    """Build (or reuse) the cache for a split and load it into memory.
+
+    Returns
+    -------
+    dict id -> (image, labels) for ``train_ids + val_ids``
+    """
+    cache = SampleCache(root, cache_dir=cache_dir, ids=list(train_ids) + list(val_ids), progress=progress)
+    return cache.load_all()

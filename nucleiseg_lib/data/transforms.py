@@ -1,0 +1,139 @@
+"""Image normalisation, training targets and augmentation (numpy only).
+
+The same :func:`normalize_image` runs in training and in prediction, so a model
+always sees inputs prepared one way.
+"""
+
+import numpy as np
+from scipy import ndimage
+
+
+def normalize_image(image):
+    """Put any microscopy image on one footing: dark background, zero mean, unit spread.
+
+    Bright-background images (brightfield, H&E stained tissue) are inverted so that
+    nuclei are brighter than the background as in fluorescence; then the image is
+    standardised with its own mean and standard deviation.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), float in [0, 1]
+
+    Returns
+    -------
+    ndarray, shape (3, H, W), float32
+    """
+    x = np.asarray(image, dtype=np.float32)
+    if np.median(x.mean(axis=2)) > 0.5:
+        x = 1.0 - x
+    x = (x - x.mean()) / max(float(x.std()), 1e-3)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def instance_contours(labels):
+    """Inner boundary pixels of every instance (where a 4-neighbour has another label).
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), int
+
+    Returns
+    -------
+    ndarray, shape (H, W), bool
+    """
+    lab = np.asarray(labels)
+    edge = np.zeros(lab.shape, dtype=bool)
+    edge[1:, :] |= lab[1:, :] != lab[:-1, :]
+    edge[:-1, :] |= lab[:-1, :] != lab[1:, :]
+    edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
+    edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
+    return edge & (lab > 0)
+
+
+def make_target(labels, targets=("mask",)):
+    """Training target channels from an instance label map.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), int
+    targets : tuple of {"mask", "contour"}
+        "mask" is the union of all nuclei; "contour" their inner boundaries, which
+        separate touching nuclei (used for watershed post-processing).
+
+    Returns
+    -------
+    ndarray, shape (len(targets), H, W), float32 in {0, 1}
+    """
+    chans = []
+    for t in targets:
+        if t == "mask":
+            chans.append(labels > 0)
+        elif t == "contour":
+            chans.append(instance_contours(labels))
+        else:
+            raise ValueError(f"unknown target {t!r}; use 'mask' or 'contour'")
+    return np.stack(chans).astype(np.float32)
+
+
+def resize(image, labels, shape):
+    """Resize an image (bilinear) and its labels (nearest) to `shape` = (H, W)."""
+    zoom = (shape[0] / image.shape[0], shape[1] / image.shape[1])
+    img = ndimage.zoom(np.asarray(image, np.float32), zoom + (1,), order=1, mode="nearest", grid_mode=True)
+    lab = ndimage.zoom(labels, zoom, order=0, mode="nearest", grid_mode=True)
+    return img[: shape[0], : shape[1]], lab[: shape[0], : shape[1]]
+
+
+def random_crop(image, labels, size, rng, scale=(1.0, 1.0)):
+    """A random `size` x `size` window at native resolution, optionally rescaled.
+
+    A window of ``size / s`` pixels (``s`` drawn log-uniformly from `scale`) is cut
+    and resized to `size`, so ``s > 1`` magnifies the nuclei. Images smaller than the
+    window are padded by reflection.
+    """
+    s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1])))) if scale != (1.0, 1.0) else 1.0
+    win = max(8, int(round(size / s)))
+    h, w = labels.shape
+    if h < win or w < win:
+        ph, pw = max(0, win - h), max(0, win - w)
+        pad = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2))
+        image = np.pad(image, pad + ((0, 0),), mode="reflect" if min(h, w) > 1 else "edge")
+        labels = np.pad(labels, pad, mode="constant")
+        h, w = labels.shape
+    y, x = rng.integers(0, h - win + 1), rng.integers(0, w - win + 1)
+    image, labels = image[y:y + win, x:x + win], labels[y:y + win, x:x + win]
+    if win != size:
+        image, labels = resize(image, labels, (size, size))
+    return np.asarray(image, np.float32), labels
+
+
+def augment_colour(image, rng):
+    """Random contrast, brightness, gamma, channel mixing and grayscale, in [0, 1].
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), float32 in [0, 1]
+    rng : numpy.random.Generator
+    """
+    x = image
+    if rng.random() < 0.5:  # mix channels: other stains, other colour balances
+        m = np.eye(3, dtype=np.float32) * rng.uniform(0.6, 1.0) + rng.uniform(0, 0.4, (3, 3)).astype(np.float32)
+        x = x @ (m / m.sum(axis=0, keepdims=True))
+    if rng.random() < 0.2:
+        x = np.repeat(x.mean(axis=2, keepdims=True), 3, axis=2)
+    lo, hi = float(x.min()), float(x.max())
+    x = (x - lo) / (hi - lo) if hi > lo else x
+    x = np.clip(x, 0, 1) ** np.float32(np.exp(rng.uniform(-0.5, 0.5)))
+    x = x * rng.uniform(0.5, 1.0) + rng.uniform(0, 0.1)
+    if rng.random() < 0.3:
+        x = x + rng.normal(0, rng.uniform(0, 0.03), x.shape).astype(np.float32)
+    return np.clip(x, 0, 1).astype(np.float32)
+
+
+def augment_geometry(x, y, rng):
+    """Random flips and 90-degree rotations of channels-first arrays (same for x and y)."""
+    k = int(rng.integers(4))
+    if k:
+        x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k, axes=(1, 2))
+    if rng.random() < 0.5:
+        x, y = x[:, :, ::-1], y[:, :, ::-1]
+    return np.ascontiguousarray(x), np.ascontiguousarray(y)

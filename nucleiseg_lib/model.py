@@ -1,0 +1,109 @@
+"""The U-Net of Ronneberger et al. (2015), as in the original project.
+
+Four levels of (conv3x3 + ReLU) x 2 then max-pool; a bottleneck of 16 x `base`
+channels (1024 at base 64); transpose-convolution upsampling with skip
+concatenation; a 1x1 convolution to one logit per output channel. Padding keeps
+sizes, and any input size works: inputs are padded to a multiple of 16 and the
+output is cropped back.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def double_conv(c_in, c_out, batch_norm=False):
+    """(conv3x3 [+ BN] + ReLU) twice: the U-Net's basic block."""
+    layers = []
+    for c in (c_in, c_out):
+        layers.append(nn.Conv2d(c, c_out, 3, padding=1, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(c_out))
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class UNet(nn.Module):
+    """U-Net for nucleus segmentation.
+
+    Parameters
+    ----------
+    in_channels : int
+        3 for RGB input.
+    out_channels : int
+        1 for the foreground logit (the original); 2 adds a nucleus-contour logit.
+    base : int
+        Channels of the first level (64 in the original, 31.0M parameters); each
+        level doubles it. Use 16 or 32 on a CPU.
+    batch_norm : bool
+        Batch normalisation after each convolution (not in the original).
+
+    Shapes
+    ------
+    input (B, in_channels, H, W) -> output (B, out_channels, H, W) logits, any H, W.
+    """
+
+    depth = 4
+
+    def __init__(self, in_channels=3, out_channels=1, base=64, batch_norm=False):
+        super().__init__()
+        self.config = dict(in_channels=in_channels, out_channels=out_channels, base=base, batch_norm=batch_norm)
+        widths = [base * 2 ** i for i in range(self.depth + 1)]  # 64, 128, 256, 512, 1024
+        self.down = nn.ModuleList()
+        c = in_channels
+        for w in widths[:-1]:
+            self.down.append(double_conv(c, w, batch_norm))
+            c = w
+        self.bottleneck = double_conv(widths[-2], widths[-1], batch_norm)
+        self.upsample = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
+                                      for i in reversed(range(self.depth)))
+        self.up = nn.ModuleList(double_conv(2 * widths[i], widths[i], batch_norm) for i in reversed(range(self.depth)))
+        self.head = nn.Conv2d(base, out_channels, 1)
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        m = 2 ** self.depth
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottleneck(x)
+        for upsample, block, skip in zip(self.upsample, self.up, reversed(skips)):
+            x = block(torch.cat([skip, upsample(x)], dim=1))
+        return self.head(x)[..., :h, :w]
+
+
+def count_parameters(model):
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def trace_shapes(model, x):
+    """Shapes of the tensors leaving each block, for teaching.
+
+    Parameters
+    ----------
+    model : UNet
+    x : Tensor, shape (B, C, H, W)
+
+    Returns
+    -------
+    list of (name, tuple) in forward order
+    """
+    shapes, hooks = [], []
+    for name, mod in model.named_children():
+        mods = list(mod) if isinstance(mod, nn.ModuleList) else [mod]
+        for i, m in enumerate(mods):
+            label = f"{name}[{i}]" if isinstance(mod, nn.ModuleList) else name
+            hooks.append(m.register_forward_hook(lambda _m, _i, out, label=label: shapes.append((label, tuple(out.shape)))))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes

@@ -1,0 +1,80 @@
+"""Training recipes: named bundles of settings (the notebooks' profiles use them).
+
+=========  =====================================================================
+smoke      CI: a tiny U-Net for a few epochs on a few images; minutes on 2 cores
+original   the original project: base 32, 256x256 resize, BCE, no augmentation
+cpu        a laptop or this 2-core machine: native-resolution crops, augmentation,
+           contour channel + watershed, BCE + Dice; about 40 minutes here
+gpu        the original architecture at base 64 with the same ideas, for a GPU
+=========  =====================================================================
+"""
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (stored in the checkpoint)."""
+
+    recipe: str = "custom"
+    base: int = 32
+    batch_norm: bool = False
+    targets: tuple = ("mask",)
+    mode: str = "resize"          # "resize" (whole image to size x size) or "crop" (native resolution)
+    size: int = 256
+    batch_size: int = 4
+    epochs: int = 10
+    lr: float = 1e-4
+    lr_schedule: str = "constant"  # or "cosine"
+    weight_decay: float = 0.0
+    loss: str = "bce"             # or "bce+dice"
+    augment: bool = False
+    scale: tuple = (0.5, 2.0)
+    seed: int = 0
+    val_fraction: float = 0.1
+    max_images: int = 0           # 0 = all training images
+    num_workers: int = -1         # -1 = pick for this machine
+    amp: str = "auto"             # "auto" (fp16 on CUDA), "bf16", "off"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self):
+        d = asdict(self)
+        d["targets"], d["scale"] = list(self.targets), list(self.scale)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        names = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        for k in ("targets", "scale"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+RECIPES = {
+    "smoke": TrainConfig(recipe="smoke", base=8, batch_norm=True, targets=("mask", "contour"), mode="crop",
+                         size=128, batch_size=4, epochs=3, lr=1e-3, loss="bce+dice", augment=True,
+                         max_images=24),
+    "original": TrainConfig(recipe="original", base=32, mode="resize", size=256, batch_size=4, epochs=14, lr=1e-4),
+    "cpu": TrainConfig(recipe="cpu", base=16, batch_norm=True, targets=("mask", "contour"), mode="crop", size=256,
+                       batch_size=4, epochs=30, lr=1e-3, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
+                       augment=True),
+    "gpu": TrainConfig(recipe="gpu", base=64, batch_norm=False, targets=("mask", "contour"), mode="crop", size=256,
+                       batch_size=8, epochs=100, lr=3e-4, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
+                       augment=True),
+}
+
+
+def get_recipe(name, **overrides):
+    """A recipe's :class:`TrainConfig`, with some settings replaced.
+
+    Parameters
+    ----------
+    name : {"smoke", "original", "cpu", "gpu"}
+    **overrides
+        Any :class:`TrainConfig` field; ``None`` values are ignored.
+    """
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
+    return replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})

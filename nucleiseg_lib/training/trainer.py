@@ -1,0 +1,210 @@
+"""The training loop: checkpoint after every epoch, exact resume.
+
+A run folder holds ``last.pt`` (written after every epoch), ``best.pt`` (the
+epoch with the best validation IoU) and ``history.json``. Training into a
+folder that has a ``last.pt`` continues from it: model, optimizer, scaler, RNG
+states and history are restored, and since crops and augmentation depend only
+on (seed, epoch, index), the continued run gives the same weights as one that
+was never interrupted.
+"""
+
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.dataset import NucleiDataset
+from ..errors import CheckpointError
+from ..metrics import iou as iou_metric
+from ..model import UNet
+from .checkpoint import load_checkpoint, save_checkpoint, save_json
+from .losses import segmentation_loss
+from .recipes import TrainConfig
+
+
+def pick_device(device=None):
+    """``torch.device``: the one asked for, else CUDA when present, else CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _autocast(device, amp):
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _lr_at(cfg, epoch):
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / max(cfg.epochs, 1))))
+    return cfg.lr
+
+
+class Trainer:
+    """Train a U-Net into a run folder.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+    config : TrainConfig
+    device : str, optional
+        Default: CUDA when available, else CPU.
+    progress : bool
+        Show a progress bar per epoch.
+
+    Examples
+    --------
+    >>> trainer = Trainer("runs/demo", get_recipe("smoke"))      # doctest: +SKIP
+    >>> history = trainer.fit(samples, train_ids, val_ids)       # doctest: +SKIP
+    """
+
+    def __init__(self, run_dir, config, device=None, progress=True, log=print):
+        self.run_dir, self.cfg = Path(run_dir), config
+        self.device, self.progress, self.log = pick_device(device), progress, log
+        self.last, self.best = self.run_dir / "last.pt", self.run_dir / "best.pt"
+
+    def _model_config(self):
+        return dict(in_channels=3, out_channels=len(self.cfg.targets), base=self.cfg.base,
+                    batch_norm=self.cfg.batch_norm)
+
+    def _loaders(self, samples, train_ids, val_ids):
+        cfg = self.cfg
+        workers = cfg.num_workers if cfg.num_workers >= 0 else min(4, max(0, (os.cpu_count() or 1) - 1))
+        train_ds = NucleiDataset(samples, train_ids, mode=cfg.mode, size=cfg.size, augment=cfg.augment,
+                                 targets=cfg.targets, seed=cfg.seed, scale=cfg.scale)
+        val_mode = "full" if cfg.mode == "crop" else cfg.mode
+        val_ds = NucleiDataset(samples, val_ids, mode=val_mode, size=cfg.size, targets=cfg.targets, seed=cfg.seed)
+        return train_ds, val_ds, workers
+
+    def fit(self, samples, train_ids, val_ids, data_info=None):
+        """Train for ``config.epochs`` epochs in total, resuming from ``last.pt`` if present.
+
+        Parameters
+        ----------
+        samples : mapping id -> (image, labels)
+            E.g. ``SampleCache(root).load_all()``.
+        train_ids, val_ids : list of str
+        data_info : dict, optional
+            Stored in the checkpoint (data folder, synthetic or not, hash).
+
+        Returns
+        -------
+        list of dict
+            The whole history, one entry per epoch (``epoch``, ``train_loss``,
+            ``val_loss``, ``val_iou``, ``lr``, ``seconds``).
+        """
+        cfg, dev = self.cfg, self.device
+        if cfg.max_images:
+            train_ids = list(train_ids)[: cfg.max_images]
+        torch.manual_seed(cfg.seed)
+        model = UNet(**self._model_config()).to(dev)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        use_scaler = dev.type == "cuda" and cfg.amp in ("auto", "fp16")
+        scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
+        history, start = [], 0
+        if self.last.exists():
+            state = load_checkpoint(self.last, map_location=dev)
+            model = self._restore(state, model, opt, scaler)
+            history, start = state["history"], state["epoch"]
+            self.log(f"resuming {self.last} after epoch {start} of {cfg.epochs}")
+        if start >= cfg.epochs:
+            self.log(f"{self.last} is already trained for {start} epochs; ask for more with a larger --epochs")
+            return history
+        train_ds, val_ds, workers = self._loaders(samples, train_ids, val_ids)
+        split = dict(train=list(train_ids), val=list(val_ids))
+        for epoch in range(start, cfg.epochs):
+            t0 = time.time()
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(cfg, epoch)
+            self.log(f"epoch {epoch + 1}/{cfg.epochs}", flush=True)
+            train_loss = self._train_epoch(model, opt, scaler, train_ds, epoch, workers)
+            val_loss, val_iou = self.validate(model, val_ds)
+            history.append(dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val_loss, val_iou=val_iou,
+                                lr=opt.param_groups[0]["lr"], seconds=round(time.time() - t0, 2)))
+            state = dict(model=model.state_dict(), optimizer=opt.state_dict(), scaler=scaler.state_dict(),
+                         epoch=epoch + 1, history=history, config=cfg.to_dict(), model_config=model.config,
+                         rng=_rng_state(), split=split, data=data_info or {}, postprocess=None)
+            save_checkpoint(state, self.last)
+            best_so_far = max((h["val_iou"] for h in history[:-1] if h["val_iou"] is not None), default=-1)
+            if not self.best.exists() or (val_iou is not None and val_iou > best_so_far) or not val_ids:
+                save_checkpoint(state, self.best)
+            save_json(history, self.run_dir / "history.json")
+            self.log(f"  train_loss {train_loss:.4f}  val_loss {_fmt(val_loss)}  val_iou {_fmt(val_iou)}  "
+                     f"({history[-1]['seconds']:.1f} s)", flush=True)
+        return history
+
+    def _restore(self, state, model, opt, scaler):
+        try:
+            if state["model_config"] != model.config:
+                raise CheckpointError(self.last, f"was trained as U-Net {state['model_config']}, but this run asks "
+                                                 f"for {model.config}; use another run folder")
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state.get("scaler", {}))
+        except (KeyError, RuntimeError, ValueError) as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            raise CheckpointError(self.last, f"cannot resume from it: {exc}") from None
+        _set_rng_state(state.get("rng"))
+        return model
+
+    def _train_epoch(self, model, opt, scaler, ds, epoch, workers):
+        from tqdm.auto import tqdm
+        cfg, dev = self.cfg, self.device
+        ds.set_epoch(epoch)
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
+                                             num_workers=workers, drop_last=len(ds) > cfg.batch_size,
+                                             pin_memory=dev.type == "cuda",
+                                             persistent_workers=False)
+        model.train()
+        total, n = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress)
+        for x, y in bar:
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            with _autocast(dev, cfg.amp):
+                out = model(x)
+            loss = segmentation_loss(out, y, cfg.loss)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            total, n = total + loss.item(), n + 1
+            bar.set_postfix(loss=f"{total / n:.4f}")
+        return total / max(n, 1)  # mean over batches, not the sum
+
+    @torch.no_grad()
+    def validate(self, model, ds):
+        """Mean validation loss and mean foreground IoU (threshold 0.5) over the images of `ds`."""
+        if len(ds) == 0:
+            return None, None
+        model.eval()
+        losses, ious = [], []
+        for i in range(len(ds)):
+            x, y = ds[i]
+            with _autocast(self.device, self.cfg.amp):
+                out = model(x[None].to(self.device))
+            losses.append(segmentation_loss(out, y[None].to(self.device), self.cfg.loss).item())
+            ious.append(iou_metric(out[0, 0].float().cpu().numpy() > 0, y[0].numpy() > 0))
+        return float(np.mean(losses)), float(np.mean(ious))
+
+
+def _fmt(v):
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _rng_state():
+    return dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
+
+
+def _set_rng_state(rng):
+    if rng:
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
