@@ -47,6 +47,8 @@ class NucleiDataset(torch.utils.data.Dataset):
         reproducible whatever the number of loader workers, and resumes exactly.
     scale : (float, float)
         Range of the scale jitter in "crop" mode when augmenting.
+    repeats : int
+        Items per image per epoch (each a different random crop).
 
     Returns (per item)
     ------------------
@@ -55,11 +57,12 @@ class NucleiDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, samples, ids, mode="crop", size=256, augment=False, targets=("mask",), seed=0,
-                 scale=(0.5, 2.0)):
+                 scale=(0.5, 2.0), repeats=1):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.samples, self.ids, self.mode, self.size = samples, list(ids), mode, size
         self.augment, self.targets, self.seed, self.scale = augment, tuple(targets), seed, scale
+        self.repeats = max(1, int(repeats))
         self.epoch = 0
 
     def set_epoch(self, epoch):
@@ -67,11 +70,11 @@ class NucleiDataset(torch.utils.data.Dataset):
         self.epoch = int(epoch)
 
     def __len__(self):
-        return len(self.ids)
+        return len(self.ids) * self.repeats
 
     def __getitem__(self, index):
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        image, labels = self.samples[self.ids[index]]
+        image, labels = self.samples[self.ids[index % len(self.ids)]]
         image = np.asarray(image, np.float32)
         if self.mode == "crop":
             scale = self.scale if self.augment else (1.0, 1.0)

@@ -10,12 +10,10 @@ Downloads resume after an interruption, archives are CRC-checked before anything
 extracted, and the extraction lands in ``<dest>/stage1_train`` only once it verifies.
 """
 
-import argparse
 import hashlib
 import os
 import pathlib
 import shutil
-import sys
 import tempfile
 import urllib.error
 import urllib.parse
@@ -220,7 +218,7 @@ def extract_stage1_train(archive, dest, min_samples=1):
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with zf.open(m) as src, open(target, "wb") as dst:
                         shutil.copyfileobj(src, dst, CHUNK)
-        pass
+        verify_layout(out, min_samples)
         final = dest / "stage1_train"
         if final.exists():  # an old, unverifiable copy: replace it
             shutil.rmtree(final)
@@ -354,35 +352,3 @@ def download(source="github", dest="data", *, url=None, sha256=None, progress=Tr
     shutil.rmtree(dest / ".kaggle-download", ignore_errors=True)
     print(f"Ready: {verify_layout(result)} samples in {result}")
     return result
-
-
-def default_data_dir():
-    """``$NUCLEISEG_DATA`` if set, else the repository's ``data/`` folder (else ``./data``)."""
-    if os.environ.get("NUCLEISEG_DATA"):
-        return pathlib.Path(os.environ["NUCLEISEG_DATA"])
-    repo = pathlib.Path(__file__).resolve().parents[2]
-    return repo / "data" if (repo / "pyproject.toml").exists() or (repo / ".git").exists() else pathlib.Path("data")
-
-
-def main(argv=None):
-    """Command line ``python -m nucleiseg_lib.data.download``; a failure prints one message, exit 1."""
-    p = argparse.ArgumentParser(description="Download DSB2018 stage1_train.")
-    p.add_argument("--source", choices=("github", "kaggle"), default="github")
-    p.add_argument("--dest", type=pathlib.Path, help="parent folder (default: the repo's data/)")
-    p.add_argument("--url", help="override the GitHub archive address")
-    p.add_argument("--sha256", help="expected sha256 of the archive")
-    p.add_argument("--competition", default="data-science-bowl-2018", help="Kaggle competition")
-    p.add_argument("--dataset", help="Kaggle data set owner/slug instead of the competition")
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    try:
-        download(a.source, a.dest or default_data_dir(), url=a.url, sha256=a.sha256, progress=not a.no_progress,
-                 kaggle_competition=a.competition, kaggle_dataset=a.dataset)
-    except DownloadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

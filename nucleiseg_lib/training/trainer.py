@@ -77,7 +77,7 @@ class Trainer:
         cfg = self.cfg
         workers = cfg.num_workers if cfg.num_workers >= 0 else min(4, max(0, (os.cpu_count() or 1) - 1))
         train_ds = NucleiDataset(samples, train_ids, mode=cfg.mode, size=cfg.size, augment=cfg.augment,
-                                 targets=cfg.targets, seed=cfg.seed, scale=cfg.scale)
+                                 targets=cfg.targets, seed=cfg.seed, scale=cfg.scale, repeats=cfg.repeats)
         val_mode = "full" if cfg.mode == "crop" else cfg.mode
         val_ds = NucleiDataset(samples, val_ids, mode=val_mode, size=cfg.size, targets=cfg.targets, seed=cfg.seed)
         return train_ds, val_ds, workers

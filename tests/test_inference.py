@@ -1,0 +1,99 @@
+"""Threshold rules, instances (connected components and watershed), native-resolution prediction, CLI."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nucleiseg_lib.inference import Predictor, find_threshold, label_instances, otsu_threshold
+from nucleiseg_lib.cli import main
+
+from test_training import REPO, tiny_data, fit  # noqa: F401  (fixture reuse)
+
+
+def two_touching_discs(h=40, w=60):
+    yy, xx = np.mgrid[:h, :w]
+    a = (yy - 20) ** 2 + (xx - 20) ** 2 < 100
+    b = (yy - 20) ** 2 + (xx - 38) ** 2 < 100
+    labels = np.zeros((h, w), np.int32)
+    labels[a], labels[b] = 1, 2
+    return labels
+
+
+def test_threshold_rules():
+    prob = np.array([[0.0, 0.2], [0.6, 0.8]])
+    assert find_threshold(prob, "fixed") == 0.5
+    assert find_threshold(prob, "relative") == pytest.approx(0.08)
+    assert find_threshold(prob, 0.3) == 0.3
+    assert find_threshold(prob, "validation", 0.42) == 0.42
+    bimodal = np.r_[np.full(500, 0.1), np.full(500, 0.9)]
+    assert 0.1 <= otsu_threshold(bimodal) < 0.9
+    with pytest.raises(ValueError, match="unknown threshold rule"):
+        find_threshold(prob, "median")
+
+
+def test_watershed_splits_touching_nuclei_that_cc_merges():
+    truth = two_touching_discs()
+    prob = (truth > 0).astype(float)
+    assert label_instances(prob, 0.5, method="cc").max() == 1
+    assert label_instances(prob, 0.5, method="watershed").max() == 2
+    from nucleiseg_lib.data import instance_contours
+    contour = instance_contours(truth).astype(float)
+    split = label_instances(prob, 0.5, contour=contour, method="watershed")
+    assert split.max() == 2 and (split > 0).sum() == (truth > 0).sum()
+
+
+def test_min_size_drops_specks():
+    prob = np.zeros((20, 20)); prob[1, 1] = 1; prob[5:12, 5:12] = 1
+    assert label_instances(prob, 0.5, method="cc", min_size=4).max() == 1
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny_data):  # noqa: F811
+    run = tmp_path_factory.mktemp("run")
+    fit(run, tiny_data, 1)
+    return run / "best.pt"
+
+
+def test_prediction_is_native_resolution(checkpoint):
+    pred = Predictor(checkpoint)
+    image = np.random.default_rng(0).random((37, 83, 3)).astype(np.float32)
+    prob = pred.predict_proba(image)
+    assert prob.shape == (2, 37, 83) and 0 <= prob.min() and prob.max() <= 1
+    seg = pred.segment(image, "otsu")
+    assert seg["mask"].shape == (37, 83) and seg["labels"].shape == (37, 83)
+
+
+def test_cli_evaluate_and_predict(tmp_path, checkpoint, tiny_data):  # noqa: F811
+    root = tiny_data[0]
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(root), "--json", str(out),
+                 "--threshold", "0.5", "--quiet"]) == 0
+    res = json.loads(out.read_text())
+    for k in ("pixel_accuracy", "iou", "dice", "dsb_score", "ap50"):
+        assert 0 <= res["mean"][k] <= 1
+    assert len(res["per_image"]) == 12 and res["source"] == "synthetic"
+
+    img = np.zeros((50, 70, 4), np.uint8); img[..., 3] = 255
+    Image.fromarray(img).save(tmp_path / "one.png")
+    assert main(["predict", "--checkpoint", str(checkpoint), "--input", str(tmp_path / "one.png"),
+                 "--output", str(tmp_path / "pred")]) == 0
+    mask = np.asarray(Image.open(tmp_path / "pred" / "one_mask.png"))
+    labels = Image.open(tmp_path / "pred" / "one_labels.png")
+    assert mask.shape == (50, 70) and set(np.unique(mask)) <= {0, 255}
+    assert labels.size == (70, 50) and labels.mode.startswith("I")
+    assert main(["predict", "--checkpoint", str(checkpoint), "--input", str(root),
+                 "--output", str(tmp_path / "pred2")]) == 0
+    assert len(list((tmp_path / "pred2").glob("*_labels.png"))) == 12
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "nucleiseg_lib", "evaluate", "--checkpoint", str(tmp_path / "x.pt"),
+                        "--data", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "x.pt: checkpoint file not found" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "nucleiseg_lib", "train", "--data", str(tmp_path / "none"),
+                        "--run", str(tmp_path / "r")], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "none: data folder not found" in r.stderr

@@ -1,0 +1,145 @@
+"""Training: checkpoints, exact resume (also after kill -9), losses, bad checkpoints."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from nucleiseg_lib.data import SampleCache, list_samples, split_ids
+from nucleiseg_lib.data.synth import make_synthetic_dataset
+from nucleiseg_lib.errors import CheckpointError
+from nucleiseg_lib.training import (Trainer, build_model, get_recipe, load_checkpoint, save_checkpoint,
+                                    segmentation_loss)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    make_synthetic_dataset(root, n=12, size=64, seed=1)
+    cache = SampleCache(root, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+    train, val = split_ids(list_samples(root), 0.25, 0)
+    return root, cache.load_all(), train, val
+
+
+def tiny_config(**kw):
+    return get_recipe("smoke", base=4, size=32, batch_size=2, num_workers=0, max_images=0, repeats=1, **kw)
+
+
+def fit(run, data, epochs):
+    _, samples, train, val = data
+    return Trainer(run, tiny_config(epochs=epochs), device="cpu", progress=False, log=lambda *a, **k: None).fit(
+        samples, train, val)
+
+
+def strip_time(history):
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+def assert_same_weights(a, b):
+    sa, sb = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def test_checkpoint_contents_and_history_json(tmp_path, tiny_data):
+    history = fit(tmp_path / "run", tiny_data, 2)
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    for key in ("model", "optimizer", "epoch", "history", "config", "model_config", "rng", "split"):
+        assert key in state
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    saved = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in saved] == [1, 2]
+    assert set(saved[0]) >= {"epoch", "train_loss", "val_loss", "val_iou"}
+    assert strip_time(saved) == strip_time(history)
+    assert (tmp_path / "run" / "best.pt").is_file()
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_resume_is_exact(tmp_path, tiny_data):
+    straight = fit(tmp_path / "straight", tiny_data, 4)
+    fit(tmp_path / "resumed", tiny_data, 2)
+    resumed = fit(tmp_path / "resumed", tiny_data, 4)
+    assert strip_time(resumed) == strip_time(straight)
+    assert_same_weights(tmp_path / "straight" / "last.pt", tmp_path / "resumed" / "last.pt")
+
+
+def test_resume_refuses_other_architecture(tmp_path, tiny_data):
+    fit(tmp_path / "run", tiny_data, 1)
+    _, samples, train, val = tiny_data
+    trainer = Trainer(tmp_path / "run", tiny_config(epochs=2).__class__(**{**tiny_config(epochs=2).__dict__, "base": 8}),
+                      device="cpu", progress=False, log=lambda *a, **k: None)
+    with pytest.raises(CheckpointError, match="last.pt.*base"):
+        trainer.fit(samples, train, val)
+
+
+def test_build_model_checks_architecture(tmp_path, tiny_data):
+    fit(tmp_path / "run", tiny_data, 1)
+    state = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert build_model(state).config["base"] == 4
+    with pytest.raises(CheckpointError, match="base=4 in the checkpoint but 16 requested"):
+        build_model(state, "best.pt", expect={"base": 16})
+    state["model_config"] = {**state["model_config"], "base": 8}
+    with pytest.raises(CheckpointError, match="do not fit"):
+        build_model(state, "best.pt")
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt: cannot be read"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    save_checkpoint({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a nucleiseg checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_loss_refuses_extra_dimension():
+    logits = torch.zeros(2, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"\(2, 1, 1, 8, 8\)"):
+        segmentation_loss(logits, torch.zeros(2, 1, 1, 8, 8))
+    assert segmentation_loss(logits, torch.zeros(2, 1, 8, 8)).item() == pytest.approx(np.log(2), rel=1e-5)
+
+
+def _train_cmd(data, run, epochs):
+    return [sys.executable, "-m", "nucleiseg_lib", "train", "--data", str(data), "--run", str(run),
+            "--profile", "smoke", "--epochs", str(epochs), "--workers", "0", "--no-calibrate", "--quiet",
+            "--base", "4", "--size", "64", "--batch-size", "2"]
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_resume_matches_straight_run(tmp_path):
+    data = tmp_path / "data"
+    make_synthetic_dataset(data, n=40, size=96, seed=2)
+    env = {**os.environ, "NUCLEISEG_CACHE": str(tmp_path / "cache"), "PYTHONPATH": REPO}
+    subprocess.run(_train_cmd(data, tmp_path / "straight", 4), check=True, env=env, capture_output=True)
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(data, run, 4), env=env, stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch 3/4"):
+                break
+        time.sleep(0.3)  # well inside epoch 3
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2, "the kill must land mid-epoch 3"
+    subprocess.run(_train_cmd(data, run, 4), check=True, env=env, capture_output=True)
+
+    assert_same_weights(tmp_path / "straight" / "last.pt", run / "last.pt")
+    a = json.loads((tmp_path / "straight" / "history.json").read_text())
+    b = json.loads((run / "history.json").read_text())
+    assert strip_time(a) == strip_time(b)
