@@ -11,22 +11,14 @@ and ``fig`` can be saved with ``fig.savefig(...)``.
 """
 
 import html
-import os
-import sys
 import textwrap
 
+import matplotlib.pyplot as plt  # headless: matplotlib falls back to Agg by itself when there is no display
 import numpy as np
+from scipy import ndimage
 
-if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND") and not os.environ.get("DISPLAY") \
-        and "ipykernel" not in sys.modules and "google.colab" not in sys.modules:
-    import matplotlib
-    matplotlib.use("Agg")  # headless scripts and tests; notebooks keep their inline backend
-
-import matplotlib.pyplot as plt  # noqa: E402
-from scipy import ndimage  # noqa: E402
-
-from .data.locate import SYNTHETIC_WARNING  # noqa: E402
-from .data.transforms import instance_contours  # noqa: E402
+from .data.locate import SYNTHETIC_WARNING
+from .data.transforms import instance_contours
 
 STAMP = "SYNTHETIC DATA"
 TRUE_COLOUR = (0.2, 1.0, 0.2)     # ground truth outlines: green
@@ -210,8 +202,7 @@ def overlay_outline(image, labels_or_mask, colour=(1.0, 1.0, 0.0), thickness=Non
     ndarray, shape (H, W, 3), float32 in [0, 1]
     """
     rgb = to_rgb(image).copy()
-    lab = np.asarray(labels_or_mask)
-    lab = lab.astype(np.int32) if lab.dtype != bool else lab.astype(np.int32)
+    lab = np.asarray(labels_or_mask).astype(np.int32)  # a bool mask becomes one "instance": its outline
     edge = instance_contours(lab)
     if thickness is None:
         thickness = max(1, int(round(max(lab.shape) / 320)))
@@ -270,6 +261,67 @@ def show_samples(images, labels, titles=None, ncols=4, size=3.2, synthetic=False
             continue
         img = images[k] if labels is None or labels[k] is None else overlay_outline(images[k], labels[k])
         ax.imshow(to_rgb(img), interpolation="nearest")
+        if titles is not None:
+            ax.set_title(titles[k], fontsize=9)
+    return stamp_synthetic(fig, synthetic)
+
+
+def label_rgb(labels, seed=0):
+    """Colour every instance of a label map with its own random bright colour (background black).
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), int
+    seed : int
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), float32
+    """
+    lab = np.asarray(labels).astype(np.int64)
+    colours = np.random.default_rng(seed).uniform(0.25, 1.0, (int(lab.max()) + 1, 3)).astype(np.float32)
+    colours[0] = 0
+    return colours[lab]
+
+
+def show_panels(panels, titles=None, size=3.2, ncols=None, synthetic=False):
+    """Arrays side by side: RGB images as they are, label maps in random colours, other 2-D arrays in grey.
+
+    Parameters
+    ----------
+    panels : list of ndarray
+        (H, W, 3) images; (H, W) integer arrays are drawn as label maps (each
+        instance its colour); (H, W) bool or float arrays in grey levels (0 black,
+        1 white).
+    titles : list of str, optional
+    size : float
+        Inches per panel.
+    ncols : int, optional
+        Default: all in one row.
+    synthetic : bool
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    n = len(panels)
+    ncols = ncols or n
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False,
+                             constrained_layout=True)
+    for k, ax in enumerate(axes.ravel()):
+        _off(ax)
+        if k >= n:
+            ax.axis("off")
+            continue
+        a = np.asarray(panels[k])
+        if a.ndim == 3:
+            ax.imshow(to_rgb(a), interpolation="nearest")
+        elif np.issubdtype(a.dtype, np.integer):
+            ax.imshow(label_rgb(a), interpolation="nearest")
+        else:
+            ax.imshow(a.astype(np.float32), cmap="gray", vmin=0, vmax=max(1.0, float(a.max())),
+                      interpolation="nearest")
         if titles is not None:
             ax.set_title(titles[k], fontsize=9)
     return stamp_synthetic(fig, synthetic)

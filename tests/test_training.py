@@ -30,7 +30,7 @@ def tiny_data(tmp_path_factory):
 
 
 def tiny_config(**kw):
-    return get_recipe("smoke", base=4, size=32, batch_size=2, num_workers=0, max_images=0, repeats=1, **kw)
+    return get_recipe("smoke", **{**dict(base=4, size=32, batch_size=2, num_workers=0, max_images=0, repeats=1), **kw})
 
 
 def fit(run, data, epochs):
@@ -75,8 +75,8 @@ def test_resume_is_exact(tmp_path, tiny_data):
 def test_resume_refuses_other_architecture(tmp_path, tiny_data):
     fit(tmp_path / "run", tiny_data, 1)
     _, samples, train, val = tiny_data
-    trainer = Trainer(tmp_path / "run", tiny_config(epochs=2).__class__(**{**tiny_config(epochs=2).__dict__, "base": 8}),
-                      device="cpu", progress=False, log=lambda *a, **k: None)
+    trainer = Trainer(tmp_path / "run", tiny_config(epochs=2, base=8), device="cpu", progress=False,
+                      log=lambda *a, **k: None)
     with pytest.raises(CheckpointError, match="last.pt.*base"):
         trainer.fit(samples, train, val)
 

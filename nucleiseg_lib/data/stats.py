@@ -167,8 +167,21 @@ def summary_by(rows, key="modality", values=("n_nuclei", "median_area", "foregro
     return out
 
 
-def all_background_accuracy(samples, ids=None):
-    """Pixel accuracy of a "model" that predicts background everywhere, per image.
+def examples_by(rows, key="modality", per_group=2):
+    """Ids of a few rows of every group (the first ones, in row order): a grid that shows each kind.
+
+    Returns
+    -------
+    list of str
+    """
+    out = []
+    for group in count_by(rows, key):
+        out += [r["id"] for r in rows if r[key] == group][:per_group]
+    return out
+
+
+def all_background_scores(samples, ids=None):
+    """The scores of a "model" that predicts background everywhere, per image.
 
     Parameters
     ----------
@@ -177,13 +190,19 @@ def all_background_accuracy(samples, ids=None):
 
     Returns
     -------
-    dict id -> float
-        ``pixel_accuracy(zeros, labels > 0)``, i.e. the background fraction.
+    list of dict
+        ``id``, ``pixel_accuracy`` (the background fraction: high), ``iou``,
+        ``dice`` and ``dsb_score`` (0 on any image with a nucleus).
     """
-    from ..metrics import pixel_accuracy
-    ids = sorted(samples) if ids is None else ids
-    return {sid: pixel_accuracy(np.zeros(np.shape(samples[sid][1]), bool), np.asarray(samples[sid][1]) > 0)
-            for sid in ids}
+    from ..metrics import evaluate_image
+    rows = []
+    for sid in (sorted(samples) if ids is None else ids):
+        true = np.asarray(samples[sid][1])
+        empty = np.zeros(true.shape, np.int32)
+        r = evaluate_image(empty > 0, true > 0, empty, true)
+        rows.append(dict(id=sid, pixel_accuracy=r["pixel_accuracy"], iou=r["iou"], dice=r["dice"],
+                         dsb_score=r["dsb_score"]))
+    return rows
 
 
 def check_masks(root, ids=None):

@@ -155,7 +155,7 @@ class Trainer:
         return model
 
     def _train_epoch(self, model, opt, scaler, ds, epoch, workers):
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         cfg, dev = self.cfg, self.device
         ds.set_epoch(epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
