@@ -24,18 +24,40 @@ METRICS = ("dsb_score", "ap50", "iou", "dice", "pixel_accuracy")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
+def holdout_ids(data, sizes):
+    """Ids of the images whose WxH is in `sizes`: whole experiments held out of training."""
+    from PIL import Image
+    from nucleiseg_lib.data import list_samples, sample_paths
+    keep = []
+    for sid in list_samples(data):
+        w, h = Image.open(sample_paths(data, sid)[0]).size
+        if f"{w}x{h}" in sizes:
+            keep.append(sid)
+    return keep
+
+
+def run_name(a):
+    return a.recipe + ("-heldout-sizes" if getattr(a, "holdout_sizes", None) else "")
+
+
 def train(a):
-    run = REPO / "runs" / a.recipe
+    run = REPO / "runs" / run_name(a)
     cmd = [sys.executable, "-m", "nucleiseg_lib", "train", "--data", a.data, "--run", str(run), "--profile",
            a.recipe, "--quiet"] + (["--epochs", str(a.epochs)] if a.epochs else [])
+    if a.holdout_sizes:
+        ids = holdout_ids(a.data, a.holdout_sizes.split(","))
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "val_ids.txt").write_text("\n".join(ids) + "\n")
+        cmd += ["--val-list", str(run / "val_ids.txt")]
+        print(f"validating on {len(ids)} images of sizes {a.holdout_sizes}, never trained on")
     t = time.time()
     subprocess.run(cmd, check=True, cwd=REPO)
     seconds = time.time() - t
     hist = json.loads((run / "history.json").read_text())
-    info = dict(recipe=a.recipe, wall_seconds_this_call=round(seconds, 1),
+    info = dict(recipe=run_name(a), wall_seconds_this_call=round(seconds, 1),
                 train_seconds_total=round(sum(h["seconds"] for h in hist), 1), epochs=len(hist))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{a.recipe}_train.json").write_text(json.dumps(info, indent=2))
+    (RESULTS / f"{run_name(a)}_train.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info))
 
 
@@ -56,14 +78,14 @@ def evaluate(a):
     from nucleiseg_lib.data import SampleCache
     from nucleiseg_lib.inference import Predictor, evaluate_predictions, summarize_rows
     from nucleiseg_lib.data.cache import data_hash
-    run = REPO / "runs" / a.recipe
+    run = REPO / "runs" / run_name(a)
     pred = Predictor(run / "best.pt")
     val_ids = pred.state["split"]["val"]
     samples = SampleCache(a.data, ids=val_ids, progress=False).load_all()
     probs = {False: {s: pred.predict_proba(np.asarray(samples[s][0], np.float32)) for s in val_ids}}
     pred.tta = True
     probs[True] = {s: pred.predict_proba(np.asarray(samples[s][0], np.float32)) for s in val_ids}
-    out = dict(recipe=a.recipe, checkpoint=str(run / "best.pt"), data=a.data, data_hash=data_hash(a.data),
+    out = dict(recipe=run_name(a), checkpoint=str(run / "best.pt"), data=a.data, data_hash=data_hash(a.data),
                n_val=len(val_ids), epochs=pred.state["epoch"],
                postprocess={k: v for k, v in pred.postprocess.items() if k != "sweep"}, variants=[])
     for name, rule, over, tta in variants(pred.postprocess):
@@ -74,12 +96,12 @@ def evaluate(a):
                                     n_pred=round(mean["n_pred"], 1), n_true=round(mean["n_true"], 1)))
         print(f"{name:55s} " + "  ".join(f"{k} {mean[k]:.3f}" for k in METRICS), flush=True)
     out["all_background_pixel_accuracy"] = round(float(np.mean(bg)), 4)
-    train_info = RESULTS / f"{a.recipe}_train.json"
+    train_info = RESULTS / f"{run_name(a)}_train.json"
     if train_info.exists():
         out["train"] = json.loads(train_info.read_text())
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{a.recipe}.json").write_text(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS / f'{a.recipe}.json'}")
+    (RESULTS / f"{run_name(a)}.json").write_text(json.dumps(out, indent=2))
+    print(f"wrote {RESULTS / f'{run_name(a)}.json'}")
 
 
 def render_table():
@@ -124,6 +146,7 @@ def main():
         if name != "table":
             s.add_argument("--recipe", default="cpu")
             s.add_argument("--data", default=str(DEFAULT_DATA))
+            s.add_argument("--holdout-sizes", help="validate on whole experiments: image sizes WxH, comma-separated")
         if name == "train":
             s.add_argument("--epochs", type=int)
     a = p.parse_args()

@@ -64,6 +64,29 @@ def step_benchmark(steps=6):
     return rows
 
 
+def options_benchmark(steps=8):
+    """The cpu recipe's model under each speed option: precision, memory format, compile, threads."""
+    cfg = get_recipe("cpu")
+    x, y = torch.randn(cfg.batch_size, 3, cfg.size, cfg.size), (torch.rand(cfg.batch_size, 2, cfg.size, cfg.size) > 0.8).float()
+    rows = []
+    threads = torch.get_num_threads()
+    for name, amp, cl, comp, nthreads in (("fp32", "off", False, False, threads),
+                                          ("bf16 autocast", "bf16", False, False, threads),
+                                          ("bf16 + channels_last", "bf16", True, False, threads),
+                                          ("bf16 + torch.compile", "bf16", False, True, threads),
+                                          ("bf16, 1 thread", "bf16", False, False, 1)):
+        torch.set_num_threads(nthreads)
+        torch.manual_seed(0)
+        model = UNet(out_channels=2, base=cfg.base, batch_norm=True)
+        if comp:
+            model = torch.compile(model)
+        s = time_steps(model, [(x, y)] * steps, amp, warmup=3, channels_last=cl)
+        rows.append(dict(option=name, seconds_per_step=round(s, 3)))
+        print(f"cpu recipe model, {name:24s} {s:.3f} s/step", flush=True)
+    torch.set_num_threads(threads)
+    return rows
+
+
 def data_epoch(samples, ids, size=256, batch_size=4, workers=0):
     ds = NucleiDataset(samples, ids, mode="resize", size=size, targets=("mask",))
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
@@ -139,12 +162,14 @@ def main():
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--json", default="benchmarks/results/speed.json")
     p.add_argument("--checkpoint", default="runs/cpu/best.pt")
-    p.add_argument("--skip", nargs="*", default=[], choices=["steps", "epoch", "pipeline", "predict"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["steps", "options", "epoch", "pipeline", "predict"])
     a = p.parse_args()
     res = dict(machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
                             torch=torch.__version__, threads=torch.get_num_threads()))
     if "steps" not in a.skip:
         res["steps"] = step_benchmark()
+    if "options" not in a.skip:
+        res["options"] = options_benchmark()
     if {"epoch", "pipeline"} - set(a.skip):
         ids = list_samples(a.data)
         train_ids, _ = split_ids(ids, 0.1, 0)

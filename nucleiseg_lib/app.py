@@ -52,13 +52,17 @@ from .inference.postprocess import THRESHOLD_RULES, find_threshold
 
 ACCEPT = ".png,.jpg,.jpeg,.tif,.tiff"
 MAX_UPLOAD_PIXELS = 4096 * 4096   # 16.8 megapixels: any 4096x4096 image, or 2048x8192, ...
+MIN_UPLOAD_PIXELS = 2048 * 2048   # never refuse less than this (the course promises 2048x2048)
+BYTES_PER_PIXEL_AND_WIDTH = 32    # CPU memory of one U-Net pass, per pixel and per unit of `base` (measured: 31)
+WEBSOCKET_LIMIT_MB = 10           # Tornado's default message limit, for uploads through Jupyter/Voila
 MIN_SIDE = 8
 DISPLAY_MAX = 2048                # longer side of the images *shown*; the prediction is never reduced
-KEEP_IMAGES = 10                  # uploads kept in memory (the oldest go first)
+KEEP_IMAGES = 10                  # uploads kept in memory (the oldest go first) ...
+KEEP_PIXELS = 4 * 4096 * 4096     # ... and no more pixels than this in all (about 1.6 GB)
 OUTLINE_COLOUR = (255, 255, 0)    # yellow outlines, visible on dark fluorescence and on stained tissue
 RULES = tuple(THRESHOLD_RULES) + ("manual",)
-RULE_LABELS = {"validation": "validation-optimal", "fixed": "fixed 0.5", "relative": "relative (max / 10)",
-               "otsu": "Otsu", "manual": "manual (slider)"}
+RULE_LABELS = {"validation": "validation-optimal", "fixed": "fixed 0.5", "relative": "max/10 (original project)",
+               "otsu": "Otsu", "manual": "manual (slider)"}   # as notebook 05 names them
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 TIFF_AXES = {"Z": "z-slices", "T": "time points", "C": "channels", "I": "pages", "Q": "pages", "R": "tiles",
              "L": "exposures", "H": "phases", "A": "angles", "P": "positions", "E": "lambda"}
@@ -116,9 +120,10 @@ def _decode_tiff(data, name, max_pixels):
                 extra = [("I", 1 + len(others))]
             if extra:
                 what = ", ".join(f"{n} {TIFF_AXES.get(a, 'planes')}" for a, n in extra)
-                raise DataError(name, f"is a stack ({what}; shape {shape}), not a single 2-D image; save one plane "
-                                      "(e.g. the nuclear stain, or a maximum projection) as its own PNG or TIFF and "
-                                      "upload that")
+                total = int(np.prod([n for _, n in extra]))
+                raise DataError(name, f"is a stack of {total} images ({what}; shape {shape}), not a single 2-D image; "
+                                      "save one plane (e.g. the nuclear stain, or a maximum projection) as its own PNG "
+                                      "or TIFF and upload that")
             _check_size(name, shape[axes.index("X")], shape[axes.index("Y")], max_pixels)
             arr = series.asarray()
     except DataError:
@@ -169,7 +174,7 @@ def decode_image_bytes(data, name="upload", max_pixels=MAX_UPLOAD_PIXELS):
             return image
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # bomb size (checked below), corrupt EXIF, ...: the errors say enough
             im = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise DataError(name, f"is too large to open safely ({exc}); crop or downscale it") from None
@@ -186,7 +191,7 @@ def decode_image_bytes(data, name="upload", max_pixels=MAX_UPLOAD_PIXELS):
     _check_size(name, *im.size, max_pixels)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")
             im.load()
             if im.format == "JPEG":
                 im = ImageOps.exif_transpose(im)  # phone and camera pictures keep their orientation
@@ -210,37 +215,52 @@ def uploaded_files(value):
     return [(f.get("name", "upload"), bytes(f.get("content", b""))) for f in value]
 
 
+def _available_memory():
+    """Bytes of memory available now (Linux /proc/meminfo; elsewhere 8 GB is assumed)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 8 * 2 ** 30
+
+
+def auto_max_pixels(predictor, available=None):
+    """The largest upload (in pixels) that `predictor` can segment here without running out of memory.
+
+    On a GPU, :data:`MAX_UPLOAD_PIXELS`. On the CPU one U-Net pass needs about
+    :data:`BYTES_PER_PIXEL_AND_WIDTH` x ``base`` bytes per pixel; half of the available
+    memory may go to it, within [:data:`MIN_UPLOAD_PIXELS`, :data:`MAX_UPLOAD_PIXELS`].
+    A kernel killed for memory would leave a dead page; a refusal leaves a message.
+    """
+    if predictor is None or getattr(getattr(predictor, "device", None), "type", "cpu") != "cpu":
+        return MAX_UPLOAD_PIXELS
+    config = getattr(getattr(predictor, "model", None), "config", None) or {}
+    base = int(config.get("base", 16))
+    available = _available_memory() if available is None else available
+    fits = int(available / 2 / (BYTES_PER_PIXEL_AND_WIDTH * base))
+    return max(MIN_UPLOAD_PIXELS, min(MAX_UPLOAD_PIXELS, fits))
+
+
 # -------------------------------------------------------- the run directory ---
 
-def resolve_run_dir(run_dir="auto", profile="auto"):
-    """The course's run folder: `run_dir` itself, or ``<repo>/runs/<profile>`` for "auto".
+def resolve_run_dir(run_dir="auto", profile="auto", log=print):
+    """The course's run folder, as notebooks 04 and 05 resolve it (:func:`nucleiseg_lib.course.resolve_run_dir`).
 
     Parameters
     ----------
     run_dir : str or Path
-        "auto" or a folder.
+        "auto" (``runs/<profile>`` in the course folder; on Google Drive in Colab) or a folder.
     profile : str
-        "auto" means "gpu" when CUDA is available, else "cpu"; ``smoke``, ``cpu``,
-        ``gpu``, ``original`` are used as they are.
+        "auto" means "gpu" when CUDA is available, else "cpu" ("smoke" under pytest).
 
     Returns
     -------
     Path
     """
-    if str(run_dir) != "auto":
-        return Path(run_dir).expanduser()
-    try:  # the course's own resolver, where there is one
-        from . import course
-        resolve = getattr(course, "resolve_run_dir", None)
-        if resolve is not None:
-            return Path(resolve(run_dir, profile))
-    except ImportError:
-        pass
-    from .data.locate import REPO_ROOT
-    if profile in (None, "", "auto"):
-        import torch
-        profile = "gpu" if torch.cuda.is_available() else "cpu"
-    return REPO_ROOT / "runs" / profile
+    from .course import resolve_run_dir as course_run_dir
+    return course_run_dir(run_dir, profile, log=log)
 
 
 def no_model_message(run_dir, problem=None):
@@ -296,8 +316,8 @@ def measure_nuclei(labels, image=None, prob=None):
 
     cy, cx = mean_of(ys.astype(np.float64)), mean_of(xs.astype(np.float64))
     dy, dx = ys - cy[lab - 1], xs - cx[lab - 1]
-    myy = mean_of(dy * dy) + 1 / 12  # + 1/12: a pixel's own spread, as scikit-image
-    mxx = mean_of(dx * dx) + 1 / 12
+    myy = mean_of(dy * dy)  # second central moments, as scikit-image's inertia tensor
+    mxx = mean_of(dx * dx)
     mxy = mean_of(dx * dy)
     root = np.sqrt(((myy - mxx) / 2) ** 2 + mxy ** 2)
     l1, l2 = (myy + mxx) / 2 + root, np.maximum((myy + mxx) / 2 - root, 0)
@@ -497,8 +517,9 @@ class SegmentApp:
         Shown to the user, and where :meth:`retry` looks for ``best.pt``.
     problem : str, optional
         Why there is no predictor.
-    max_pixels : int
-        Larger uploads are refused with a message.
+    max_pixels : int or "auto"
+        Larger uploads are refused with a message; "auto": what the model can segment
+        in this machine's memory (:func:`auto_max_pixels`).
     display_max : int
         Longer side of the shown images; larger images are shown reduced (by an
         integer factor), never predicted reduced.
@@ -513,17 +534,16 @@ class SegmentApp:
     >>> app.segment(up, "otsu").stats["count"]              # doctest: +SKIP
     """
 
-    def __init__(self, predictor=None, run_dir=None, problem=None, max_pixels=MAX_UPLOAD_PIXELS,
+    def __init__(self, predictor=None, run_dir=None, problem=None, max_pixels="auto",
                  display_max=DISPLAY_MAX, keep=KEEP_IMAGES):
         self.predictor = predictor
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.problem = problem
-        self.max_pixels = max_pixels
+        self._max_pixels = max_pixels
         self.display_max = display_max
         self.keep = keep
         self.uploads = []
         self.result = None
-        self.rule = "validation"
         self.messages = []
         self._ui = None
         self._quiet = False
@@ -561,6 +581,13 @@ class SegmentApp:
             return None, exc.problem
 
     @property
+    def max_pixels(self):
+        """The largest upload accepted, in pixels."""
+        if self._max_pixels == "auto":
+            return auto_max_pixels(self.predictor)
+        return int(self._max_pixels)
+
+    @property
     def ready(self):
         """Whether a model is loaded."""
         return self.predictor is not None
@@ -582,14 +609,15 @@ class SegmentApp:
         if not self.ready:
             return "no model"
         p = self.predictor
-        cfg = p.model.config
+        cfg = getattr(getattr(p, "model", None), "config", None) or {"base": "?", "out_channels": "?"}
         pp = p.postprocess
-        recipe = (p.state.get("config") or {}).get("recipe", "?")
-        data = (p.state.get("data") or {}).get("source")
+        state = getattr(p, "state", {})
+        recipe = (state.get("config") or {}).get("recipe", "?")
+        data = (state.get("data") or {}).get("source")
         where = f"{self.run_dir / 'best.pt'}" if self.run_dir else p.path
         text = (f"{where}: U-Net base {cfg['base']}, {cfg['out_channels']} output channel(s), recipe {recipe}, "
-                f"epoch {p.state.get('epoch', '?')}; validation-optimal threshold {pp['threshold']:.2f}, "
-                f"{pp['method']} instances; on {p.device.type}")
+                f"epoch {state.get('epoch', '?')}; validation-optimal threshold {pp['threshold']:.2f}, "
+                f"{pp['method']} instances; on {getattr(getattr(p, 'device', None), 'type', 'cpu')}")
         if data == "synthetic":
             text += " - TRAINED ON SYNTHETIC DATA: expect poor results on real microscopy"
         return text
@@ -616,6 +644,8 @@ class SegmentApp:
         up = Upload(name, image, prob, dict(decode=t1 - t0, predict=t2 - t1))
         self.uploads.append(up)
         del self.uploads[:-self.keep]
+        while len(self.uploads) > 1 and sum(np.prod(u.shape) for u in self.uploads) > KEEP_PIXELS:
+            del self.uploads[0]   # memory: about 24 bytes per pixel per upload
         return up
 
     def threshold_for(self, upload, rule, value=None):
@@ -674,7 +704,7 @@ class SegmentApp:
         ui["retry"] = W.Button(description="Check again", icon="refresh",
                                tooltip="look for the checkpoint again").add_class("nucleiseg-retry")
         ui["upload"] = W.FileUpload(accept=ACCEPT, multiple=True, description="Upload image(s)",
-                                    layout=W.Layout(width="auto")).add_class("nucleiseg-upload")
+                                    layout=W.Layout(width="240px")).add_class("nucleiseg-upload")
         ui["message"] = W.HTML().add_class("nucleiseg-message")
         ui["select"] = W.Dropdown(description="Image", options=[], layout=W.Layout(width="360px"),
                                   style={"description_width": "50px"}).add_class("nucleiseg-select")
@@ -728,8 +758,11 @@ class SegmentApp:
                 ui["slider"].value = round(self.validation_threshold, 2)
             finally:
                 self._quiet = False
+            side = int(self.max_pixels ** 0.5)
             self._message("Upload one or more microscope images (PNG, JPEG or TIFF; 8- or 16-bit; grayscale, RGB "
-                          f"or RGBA; up to {self.max_pixels / 1e6:.1f} megapixels each).", "info")
+                          f"or RGBA; up to {self.max_pixels / 1e6:.1f} megapixels each, e.g. {side}x{side}). Files "
+                          f"over {WEBSOCKET_LIMIT_MB} MB need a server that accepts large messages (the course's "
+                          "voila.json sets one; see 'How it works' below).", "info")
         else:
             ui["model"].value = no_model_message(self.run_dir or "runs/cpu", self.problem)
             ui["retry"].layout.display = None
@@ -738,7 +771,7 @@ class SegmentApp:
 
     def _message(self, text, kind="info", raw_html=False):
         body = text if raw_html else html.escape(text)
-        self.messages.append((kind, text))
+        self.messages = self.messages[-49:] + [(kind, text)]
         if self._ui is not None:
             self._ui["message"].value = (f'<div class="nucleiseg-msg nucleiseg-msg-{kind}" data-kind="{kind}">{body}'
                                          "</div>") if text else ""

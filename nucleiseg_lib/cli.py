@@ -47,6 +47,9 @@ def cmd_train(a):
                      num_workers=a.workers, max_images=a.max_images)
     root, source, samples, ids = load_data(a.data, progress=not a.quiet)
     train_ids, val_ids = split_ids(ids, cfg.val_fraction, cfg.seed)
+    if a.val_list:
+        val_ids = read_id_list(a.val_list, ids)
+        train_ids = [i for i in ids if i not in set(val_ids)]
     if source == "synthetic":
         print("WARNING: training on SYNTHETIC data")
     info = dict(root=str(root), source=source, hash=data_hash(root), n_images=len(ids))
@@ -57,6 +60,16 @@ def cmd_train(a):
         print(f"chosen on the validation split: threshold {chosen['threshold']}, {chosen['method']} "
               f"(val DSB score {chosen['val_dsb_score']:.3f}); stored in {trainer.best}")
     print(f"{len(history)} epochs in {a.run}")
+
+
+def read_id_list(path, ids):
+    """Sample ids listed one per line in `path`; each must be in `ids`."""
+    from .errors import DataError
+    wanted = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    unknown = sorted(set(wanted) - set(ids))
+    if unknown:
+        raise DataError(path, f"{len(unknown)} ids are not in the data folder, e.g. {unknown[0]}")
+    return sorted(wanted)
 
 
 def _table(rows, keys):
@@ -141,6 +154,7 @@ def build_parser():
     s.add_argument("--seed", type=int)
     s.add_argument("--workers", type=int)
     s.add_argument("--max-images", type=int)
+    s.add_argument("--val-list", help="a file of sample ids (one per line) to validate on instead of the seeded split")
     s.add_argument("--no-calibrate", action="store_true", help="skip choosing the threshold on the validation split")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)

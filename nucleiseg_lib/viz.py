@@ -46,10 +46,14 @@ def stamp_synthetic(fig, synthetic=True):
     """
     if not synthetic:
         return fig
-    width = fig.get_size_inches()[0]
-    fig.text(0.5, 0.5, STAMP, transform=fig.transFigure, ha="center", va="center", rotation=20,
-             fontsize=max(24, 7 * width), color="red", alpha=0.35, fontweight="bold", zorder=1000)
-    fig.text(0.5, 1.0, "\n".join(textwrap.wrap(SYNTHETIC_WARNING, int(12 * width))), transform=fig.transFigure,
+    width, height = fig.get_size_inches() * 72  # points
+    # as large as fits inside the figure once rotated (bold capitals: about 0.65 em per letter)
+    size = max(14.0, min(0.85 * width / (0.65 * len(STAMP) * 0.94 + 0.34),
+                         0.85 * height / (0.65 * len(STAMP) * 0.34 + 0.94)))
+    mark = fig.text(0.5, 0.5, STAMP, transform=fig.transFigure, ha="center", va="center", rotation=20,
+                    fontsize=size, color="red", alpha=0.35, fontweight="bold", zorder=1000)
+    mark.set_in_layout(False)  # never widens the saved figure
+    fig.text(0.5, 1.01, "\n".join(textwrap.wrap(SYNTHETIC_WARNING, int(width / 6.5))), transform=fig.transFigure,
              ha="center", va="bottom", fontsize=11, color="white", fontweight="bold", zorder=1000,
              bbox=dict(facecolor="red", edgecolor="darkred", boxstyle="round,pad=0.4"))
     fig._nucleiseg_synthetic = True
@@ -112,7 +116,8 @@ def format_table(rows, columns=None, digits=3, title=None, synthetic=False, max_
     ----------
     rows : list of dict, or dict key -> value (shown as two columns)
     columns : list of str, optional
-        Which keys, in order (default: the keys of the first row).
+        Which keys, in order (default: the keys of the first row); for a dict,
+        the names of its two columns (default "name", "value").
     digits : int
         Decimals of floats.
     title : str, optional
@@ -128,7 +133,8 @@ def format_table(rows, columns=None, digits=3, title=None, synthetic=False, max_
     html_text, plain_text : str
     """
     if isinstance(rows, dict):
-        rows = [dict(name=k, value=v) for k, v in rows.items()]
+        key, value = columns or ("name", "value")
+        rows, columns = [{key: k, value: v} for k, v in rows.items()], [key, value]
     rows = list(rows)
     columns = list(columns or (rows[0].keys() if rows else []))
 
@@ -516,6 +522,7 @@ def plot_history(history, resumed_at=None, title=None, synthetic=False, figsize=
                  label=f"best: epoch {ep[b]} (best.pt)")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("IoU")
+    ax2.set_ylim(0, 1.02)
     for ax in (ax1, ax2):
         for r in resumed_at or []:
             ax.axvline(r + 0.5, color="gray", linestyle="--", linewidth=1)

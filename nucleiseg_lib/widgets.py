@@ -104,7 +104,7 @@ class ThresholdApp:
         self.mask = self.prob[0] > self.threshold
         self.labels = label_instances(self.prob[0], self.threshold, contour, pp["method"], pp["min_size"],
                                       pp["contour_threshold"])
-        m = dict(threshold=self.threshold, rule=self.rule, n_pred=int(len(np.unique(self.labels))) - 1)
+        m = dict(threshold=self.threshold, rule=self.rule, n_pred=int(len(np.unique(self.labels[self.labels > 0]))))
         if self.true_labels is not None:
             r = evaluate_image(self.mask, self.true_labels > 0, self.labels, self.true_labels)
             m.update(n_true=r["n_true"], iou=r["iou"], dice=r["dice"], dsb_score=r["dsb_score"],

@@ -301,7 +301,14 @@ def widget_outputs(model_id, state):
             pct = 0 if hi <= lo else max(0.0, min(100.0, 100 * (v - lo) / (hi - lo)))
             style = html.escape(s.get("bar_style") or "")
             return f'<span class="bar {style}"><span style="width:{pct:.0f}%"></span></span>'
-        if name in ("ImageModel", "PlayModel", "ControllerModel", "ValidModel"):
+        if name == "ImageModel":  # its picture is a binary buffer of the saved state
+            fmt = html.escape(s.get("format") or "png")
+            for buf in m.get("buffers", []) or []:
+                if buf.get("path") == ["value"] and buf.get("encoding", "base64") == "base64" and buf.get("data"):
+                    return (f'<div class="widget-image"><img src="data:image/{"svg+xml" if fmt == "svg" else fmt};'
+                            f'base64,{buf["data"]}"/></div>')
+            return ""
+        if name in ("PlayModel", "ControllerModel", "ValidModel"):
             interactive[0] = interactive[0] or name == "PlayModel"
             return ""
         interactive[0] = True
@@ -582,12 +589,16 @@ def toc_html(sections, pages=None, appendix_anchor="appendix"):
 
     items = []
     for s in sections:
-        items.append(entry("toc-nb", s.anchor, s.title, f"{s.index}"))
+        # the course's own number (04 for 04_training.ipynb), also when only some notebooks ran
+        m = re.match(r"(\d+)_", s.name)
+        num = str(int(m.group(1))) if m else str(s.index)
+        title = re.sub(rf"^0*{num}\s*[\u00b7.:\-\u2013\u2014]\s*", "", s.title) or s.title
+        items.append(entry("toc-nb", s.anchor, title, num))
         sub = 0
         for level, text, anchor in s.headings:
             if level == 2:
                 sub += 1
-                items.append(entry("toc-sec", anchor, text, f"{s.index}.{sub}"))
+                items.append(entry("toc-sec", anchor, text, f"{num}.{sub}"))
     items.append(entry("toc-nb", appendix_anchor, "Appendix: software and timings", "A"))
     return f'<nav class="toc"><h1>Contents</h1><ol>{"".join(items)}</ol></nav>'
 

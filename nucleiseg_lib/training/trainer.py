@@ -104,7 +104,7 @@ class Trainer:
             train_ids = list(train_ids)[: cfg.max_images]
         torch.manual_seed(cfg.seed)
         model = UNet(**self._model_config()).to(dev)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         use_scaler = dev.type == "cuda" and cfg.amp in ("auto", "fp16")
         scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
         history, start = [], 0
