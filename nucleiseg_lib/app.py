@@ -346,24 +346,35 @@ def measure_nuclei(labels, image=None, prob=None):
     return {k: v[present] for k, v in table.items()}
 
 
-def area_stats(table, shape):
+def area_stats(table, shape, mask=None):
     """Count and area statistics of a :func:`measure_nuclei` table.
+
+    Parameters
+    ----------
+    table : dict
+    shape : tuple of int
+        (H, W) of the image.
+    mask : ndarray, shape (H, W), bool, optional
+        The thresholded mask; its pixels are ``foreground_px`` (else the nuclei's).
 
     Returns
     -------
     dict
-        ``count``, ``foreground_px``, ``coverage`` (fraction of the image),
-        ``area_mean``, ``area_median``, ``area_std``, ``area_min``, ``area_max``
-        (pixels; NaN without nuclei), ``touching_border``.
+        ``count``, ``foreground_px`` (pixels of the mask), ``nuclei_px`` (pixels of the
+        nuclei: the mask less the specks under ``min_size``), ``coverage`` (foreground
+        fraction of the image), ``area_mean``, ``area_median``, ``area_std``,
+        ``area_min``, ``area_max`` (pixels; NaN without nuclei), ``touching_border``.
     """
     area = np.asarray(table["area_px"], np.float64)
     total = float(np.prod(shape))
+    nuclei_px = int(area.sum())
+    foreground = int(np.count_nonzero(mask)) if mask is not None else nuclei_px
     empty = area.size == 0
 
     def stat(f):
         return float("nan") if empty else float(f(area))
 
-    return dict(count=int(area.size), foreground_px=int(area.sum()), coverage=float(area.sum() / total),
+    return dict(count=int(area.size), foreground_px=foreground, nuclei_px=nuclei_px, coverage=foreground / total,
                 area_mean=stat(np.mean), area_median=stat(np.median), area_std=stat(np.std),
                 area_min=stat(np.min), area_max=stat(np.max),
                 touching_border=int(np.sum(table["touches_border"])))
@@ -424,14 +435,27 @@ def probability_rgb(prob):
     return _LUT[to_uint8(prob)]
 
 
-def outline_rgb(image_u8, labels, factor=1, colour=OUTLINE_COLOUR):
+def outline_rgb(image_u8, labels, factor=1, colour=OUTLINE_COLOUR, width=None):
     """The (shown) image with every nucleus's outline drawn, uint8 RGB at the shown size.
 
-    The outlines are found at full resolution; when the shown image is reduced by
-    `factor`, any outline pixel in a block marks the shown pixel, so thin outlines
-    survive the reduction.
+    Parameters
+    ----------
+    image_u8 : ndarray, shape (h, w, 3), uint8
+        The image as shown (reduced by `factor` from the labels' size).
+    labels : ndarray, shape (H, W), int
+    factor : int
+        Reduction of the shown image; any outline pixel in a block marks the shown
+        pixel, so thin outlines survive the reduction.
+    width : int, optional
+        Outline width in image pixels, always inside the nucleus; default 1, and 2
+        for images over 700 pixels a side (which are usually seen smaller than 1:1).
     """
+    width = width or (2 if max(labels.shape) > 700 else 1)
     edge = instance_contours(labels)
+    inner = labels
+    for _ in range(width - 1):
+        inner = np.where(edge, 0, inner)
+        edge = edge | instance_contours(inner)
     if factor > 1:
         h, w = image_u8.shape[:2]
         edge = edge[:h * factor, :w * factor].reshape(h, factor, w, factor).any(axis=(1, 3))
@@ -504,6 +528,7 @@ class Result:
     table: dict
     stats: dict
     seconds: float
+    min_size: int = 0            # instances smaller than this were dropped (the checkpoint's post-processing)
 
 
 class SegmentApp:
@@ -674,8 +699,9 @@ class SegmentApp:
         t = self.threshold_for(upload, rule, threshold)
         seg = self.predictor.postprocess_proba(upload.prob, t)
         table = measure_nuclei(seg["labels"], upload.image, upload.prob[0])
-        stats = area_stats(table, upload.shape)
-        return Result(upload, rule, float(t), seg["mask"], seg["labels"], table, stats, time.perf_counter() - t0)
+        stats = area_stats(table, upload.shape, seg["mask"])
+        return Result(upload, rule, float(t), seg["mask"], seg["labels"], table, stats, time.perf_counter() - t0,
+                      int(self.predictor.postprocess.get("min_size", 0)))
 
     def download_bytes(self, result=None):
         """The zip of the current (or given) result."""
@@ -877,7 +903,11 @@ class SegmentApp:
         if new_image or up._shown.get("factor") != factor:
             shown = to_uint8(_reduce(up.image, factor))
             up._shown.update(factor=factor, size=shown.shape[:2], image_u8=shown,
-                             image_png=png_bytes(shown), prob_png=png_bytes(probability_rgb(_reduce(up.prob[0], factor))))
+                             image_png=png_bytes(shown),
+                             prob_png=png_bytes(probability_rgb(_reduce(up.prob[0], factor))))
+        small = max(up._shown["size"]) <= 600     # shown enlarged: keep the pixels sharp; larger: smooth reduction
+        for im, _ in ui["panels"].values():
+            (im.add_class if small else im.remove_class)("nucleiseg-pixelated")
         img, cap = ui["panels"]["image"]
         img.value = up._shown["image_png"]
         note = "" if factor == 1 else f" (shown reduced {factor}x)"
@@ -889,13 +919,17 @@ class SegmentApp:
         self._apply_zoom()
         s = res.stats
         ui["count"].value = (f'<span class="nucleiseg-count-value" data-count="{s["count"]}" '
-                             f'data-name="{html.escape(up.name)}">{s["count"]}</span> nuclei')
+                             f'data-name="{html.escape(up.name)}">{s["count"]}</span> {_nuclei(s["count"])}')
         ui["foreground"].value = (f'foreground pixels: <span data-foreground="{s["foreground_px"]}">'
                                   f'{s["foreground_px"]}</span> ({100 * s["coverage"]:.1f} %)')
         ui["stats"].value = _stats_html(res)
         ui["download"].value = download_link(self.download_bytes(res), download_filename(up.name))
         ui["table"].value = _table_html(res.table)
         self._show_results(True)
+
+
+def _nuclei(n):
+    return "nucleus" if n == 1 else "nuclei"
 
 
 def _fmt(v, digits=1):
@@ -911,6 +945,8 @@ def _stats_html(res):
             ("nucleus area (pixels)", f"mean {_fmt(s['area_mean'])}, median {_fmt(s['area_median'])}, "
                                       f"sd {_fmt(s['area_std'])}, min {_fmt(s['area_min'], 0)}, "
                                       f"max {_fmt(s['area_max'], 0)}"),
+            ("in nuclei", f"{s['nuclei_px']} pixels (the foreground less specks under "
+                          f"{res.min_size} pixels)"),
             ("touching the border", f"{s['touching_border']} (their area is cut off)"),
             ("time", f"prediction {up.seconds['predict']:.2f} s (once per upload), threshold + measurements "
                      f"{res.seconds:.2f} s")]
@@ -933,14 +969,15 @@ def _table_html(table, max_rows=200):
             cells.append(f"<td>{v:.2f}</td>" if isinstance(v, (float, np.floating)) else f"<td>{v}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = f"<p><small>first {max_rows} of {n} nuclei; all are in the download</small></p>" if n > max_rows else ""
-    return (f"<details><summary>Measurements of the {n} nuclei (pixels)</summary>"
+    return (f"<details><summary>Measurements of the {n} {_nuclei(n)} (pixels)</summary>"
             f'<div style="max-height:320px;overflow:auto"><table class="nucleiseg-measurements">'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{more}</details>")
 
 
 _CSS = """<style>
 .nucleiseg-grid { grid-gap: 8px; width: 100%; }
-.nucleiseg-panel img { image-rendering: pixelated; height: auto; }
+.nucleiseg-panel img { height: auto; }
+.nucleiseg-panel img.nucleiseg-pixelated { image-rendering: pixelated; }
 .nucleiseg-msg { padding: 6px 10px; margin: 4px 0; border-radius: 4px; }
 .nucleiseg-msg-info { background: #eef3fb; color: #123; }
 .nucleiseg-msg-busy { background: #fff8d6; color: #4a3b00; }

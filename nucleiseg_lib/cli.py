@@ -4,7 +4,6 @@ Subcommands: synth, download, train, evaluate, predict, report.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -44,8 +44,8 @@ PROFILES = ("smoke", "cpu", "gpu", "original")
 SMOKE_IMAGES = 120
 #: Validation images that notebook 05 evaluates in the smoke profile.
 SMOKE_VAL_IMAGES = 12
-#: Largest image (in pixels) the smoke profile draws: 696 x 520, the commonest large size. The 36 larger images of
-#: DSB2018 (up to 1388 x 1040) would triple the time of every full-resolution validation pass in CI.
+#: Largest image (in pixels) the smoke profile draws: 696 x 520, the commonest large size. The 23 larger images of
+#: DSB2018 (1024 x 1024 up to 1388 x 1040) would slow every full-resolution validation pass in CI.
 SMOKE_MAX_PIXELS = 696 * 520
 DRIVE_MOUNT = Path("/content/drive")
 DRIVE_RUNS = DRIVE_MOUNT / "MyDrive" / "nucleiseg" / "runs"
@@ -106,7 +106,7 @@ def course_home():
     (A ``pip install`` from git puts the library in site-packages, where no run
     folder belongs; in Colab the current folder is ``/content``.)
     """
-    return REPO_ROOT if (REPO_ROOT / "pyproject.toml").is_file() else Path.cwd()
+    return REPO_ROOT  # nucleiseg_lib.data.locate already falls back to the current folder
 
 
 def mount_drive(log=print):
@@ -222,8 +222,8 @@ class Course:
     source: str
     run_dir: Path
     device: str
-    ids: list
-    all_ids: list
+    ids: list = field(repr=False)
+    all_ids: list = field(repr=False)
     progress: bool = True
     _samples: dict = field(default=None, repr=False)
     _cache: object = field(default=None, repr=False)
@@ -252,16 +252,27 @@ class Course:
             self._cache = SampleCache(self.root, ids=self.ids, progress=self.progress)
         return self._cache
 
-    def samples(self):
-        """Every sample of :attr:`ids` in memory: dict id -> (float16 image, uint16 labels).
+    def samples(self, ids=None):
+        """Samples in memory: dict id -> (float16 image, uint16 labels).
 
         The per-nucleus masks are merged once into the on-disk cache
-        (``$NUCLEISEG_CACHE``, else ``~/.cache/nucleiseg``), then loaded; a second
-        call returns the same dict at once.
+        (``$NUCLEISEG_CACHE``, else ``~/.cache/nucleiseg``), then loaded; what was
+        loaded once is kept, so a second call returns at once.
+
+        Parameters
+        ----------
+        ids : list of str, optional
+            Load only these (of :attr:`ids`); default: every image of the profile,
+            returned as the same dict on every call.
         """
         if self._samples is None:
-            self._samples = self.cache().load_all()
-        return self._samples
+            self._samples = {}
+        cache = self.cache()
+        todo = self.ids if ids is None else ids
+        for sid in todo:
+            if sid not in self._samples:
+                self._samples[sid] = cache.load(sid)
+        return self._samples if ids is None else {sid: self._samples[sid] for sid in ids}
 
     def data_info(self):
         """Provenance to store with a trained model: folder, source, hash, number of images."""

@@ -209,6 +209,19 @@ def test_measurements_of_no_nuclei():
     assert table_to_csv(t).strip() == ",".join(appmod.MEASUREMENT_COLUMNS)
 
 
+def test_outlines_are_inside_each_nucleus_and_survive_reduction():
+    from nucleiseg_lib.app import outline_rgb
+    labels = np.zeros((40, 40), np.int32)
+    labels[4:14, 4:14], labels[4:14, 14:24] = 1, 2         # two touching squares
+    edge = outline_rgb(np.zeros((40, 40, 3), np.uint8), labels)[..., 0] > 0
+    assert edge.sum() == 2 * 36 and not edge[labels == 0].any()
+    assert edge[8, 13] and edge[8, 14] and not edge[8, 12]  # each square keeps its own 1-pixel outline
+    wide = outline_rgb(np.zeros((40, 40, 3), np.uint8), labels, width=2)[..., 0] > 0
+    assert wide.sum() == 2 * (36 + 28) and not wide[labels == 0].any()
+    small = outline_rgb(np.zeros((10, 10, 3), np.uint8), labels, factor=4)[..., 0] > 0
+    assert small.shape == (10, 10) and small[1:4, 1:6].any()
+
+
 def test_csv_round_trip():
     labels = np.zeros((20, 20), np.int32)
     labels[2:6, 2:6], labels[10:15, 10:18] = 1, 2
@@ -235,7 +248,7 @@ def test_rules_give_the_thresholds_of_notebook_05(fake_app):
         res = fake_app.segment(up, rule)
         assert res.threshold == pytest.approx(t, abs=1e-6), rule
         assert res.stats["count"] == n and res.labels.shape == img.shape
-        assert res.mask.sum() == res.stats["foreground_px"]
+        assert res.mask.sum() == res.stats["foreground_px"] >= res.stats["nuclei_px"] == (res.labels > 0).sum()
     assert fake_app.segment(up, "manual", 0.95).stats["count"] == 0
     with pytest.raises(ValueError, match="unknown rule"):
         fake_app.segment(up, "median")
@@ -243,7 +256,9 @@ def test_rules_give_the_thresholds_of_notebook_05(fake_app):
 
 def test_download_zip_holds_mask_labels_csv_settings(fake_app):
     img, n = discs()
+    img[2:4, 60:62] = 230                                  # a speck under min_size: in the mask, not a nucleus
     res = fake_app.segment(fake_app.add_image(encode(img), "my cells.tif"), "fixed")
+    assert res.stats["foreground_px"] == res.stats["nuclei_px"] + 4
     data = fake_app.download_bytes(res)
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         assert sorted(z.namelist()) == ["labels.png", "mask.png", "nuclei.csv", "settings.json"]
@@ -255,6 +270,7 @@ def test_download_zip_holds_mask_labels_csv_settings(fake_app):
     assert labels.mode.startswith("I;16")
     np.testing.assert_array_equal(np.asarray(labels), res.labels)
     np.testing.assert_array_equal(np.asarray(mask) > 0, res.mask)
+    assert (np.asarray(mask) > 0).sum() == settings["foreground_px"] and settings["nuclei_px"] == (res.labels > 0).sum()
     assert len(rows) == n + 1
     assert settings["rule"] == "fixed" and settings["threshold"] == 0.5 and settings["count"] == n
     assert settings["image"] == "my cells.tif" and settings["checkpoint"] == "fake.pt"
@@ -307,7 +323,7 @@ def test_widget_upload_slider_rule_and_bad_files():
     ui["slider"].value = 0.02                             # below the background: everything is foreground
     assert ui["rule"].value == "manual" and fake.calls == 1
     assert int(html_attr(ui["foreground"].value, "data-foreground")) == img.size != fg0
-    assert html_attr(ui["count"].value, "data-count") == "1"
+    assert html_attr(ui["count"].value, "data-count") == "1" and ui["count"].value.endswith("</span> nucleus")
     assert ui["panels"]["overlay"][0].value != overlay0
 
     # a rule moves the slider to its threshold and stays that rule

@@ -82,7 +82,15 @@ def test_samples_are_cached_and_memoised(ctx, synth):
     image, labels = samples[ctx.ids[0]]
     ref_image, ref_labels = read_sample(synth, ctx.ids[0])
     assert image.dtype == np.float16 and np.array_equal(labels, ref_labels)
+    some = ctx.samples(ctx.ids[:2])
+    assert list(some) == ctx.ids[:2] and some[ctx.ids[0]] is samples[ctx.ids[0]]
     assert SampleCache(synth, ids=ctx.ids, progress=False).n_built == 0  # built once, reused
+
+
+def test_samples_loads_only_what_is_asked(ctx):
+    part = ctx.samples(ctx.ids[1:3])
+    assert sorted(part) == ctx.ids[1:3] and len(ctx._samples) == 2
+    assert len(ctx.samples()) == len(ctx.ids)
 
 
 def test_data_info(ctx):

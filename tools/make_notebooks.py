@@ -295,7 +295,8 @@ with the U-Net's loss, once on the right target and once on the target divided b
 prob_right = course.fit_pixel_classifier(image, target)
 prob_wrong = course.fit_pixel_classifier(image, target / 255.0)
 print(f"right target: {np.mean(prob_right > 0.5):.1%} of pixels predicted nucleus (truth {target.mean():.1%})")
-print(f"target /255 twice: {np.mean(prob_wrong > 0.5):.1%} predicted nucleus, highest probability {prob_wrong.max():.4f}")
+print(f"target /255 twice: {np.mean(prob_wrong > 0.5):.1%} predicted nucleus, "
+      f"highest probability {prob_wrong.max():.4f}")
 fig = viz.show_panels([image, prob_right, prob_wrong],
                       ["image", "learnt from the right target", "learnt from target /255 twice"],
                       synthetic=ctx.synthetic)
@@ -426,9 +427,9 @@ The bottleneck knows *what* is in each 16 x 16 block, not *where* the outline ru
 from it alone? At best a mask at 1/16 resolution:
 '''),
     code('''
-samples = ctx.samples()
-counts = {i: int(samples[i][1].max()) for i in ctx.ids}
-sid = sorted(ctx.ids, key=counts.get)[len(ctx.ids) // 2]   # an image with the median number of nuclei
+samples = ctx.samples(ctx.ids[:40])   # a few images are enough here
+counts = {i: int(labels.max()) for i, (_, labels) in samples.items()}
+sid = sorted(counts, key=counts.get)[len(counts) // 2]   # an image with the median number of nuclei
 image, labels = np.asarray(samples[sid][0], np.float32), samples[sid][1]
 coarse = course.coarse_mask(labels, 16)
 print(f"IoU of the true mask with its 1/16-resolution version: {iou(coarse, labels > 0):.3f}")
@@ -445,19 +446,19 @@ Sizes that are not multiples of 16 would not survive four halvings and doublings
 input (by reflection) and crops the output, so the output always has the input's size:
 '''),
     code('''
-odd = [i for i in ctx.ids if any(s % 16 for s in samples[i][0].shape[:2])]
-image = np.asarray(samples[odd[0]][0] if odd else samples[ctx.ids[0]][0][:250, :203], np.float32)
+odd = [i for i in samples if any(s % 16 for s in samples[i][0].shape[:2])]
+image = np.asarray(samples[odd[0]][0] if odd else samples[sid][0][:250, :203], np.float32)
 x = torch.from_numpy(normalize_image(image))[None]
 with torch.no_grad():
-    out = model(x)
+    out = model.eval()(x)
 prob = torch.sigmoid(out[0, 0]).numpy()
 print(f"input {tuple(x.shape)} -> output {tuple(out.shape)}; untrained probabilities from {prob.min():.3f} "
       f"to {prob.max():.3f}")
 fig = viz.show_panels([image, prob], ["input", "untrained output (probability)"], synthetic=ctx.synthetic)
 '''),
     md('''
-Untrained, every probability sits near 0.5: the random filters react to edges, but the output means nothing
-yet. **Next:** 04_training teaches it.
+Untrained, the output means nothing yet: random filters only echo the image's brightness and edges.
+**Next:** 04_training teaches it.
 '''),
 ]
 

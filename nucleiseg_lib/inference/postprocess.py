@@ -35,12 +35,13 @@ def find_threshold(prob, rule="fixed", value=0.5):
     ----------
     prob : ndarray, shape (H, W), values in [0, 1]
     rule : {"fixed", "relative", "otsu", "validation"} or float
-        "fixed" uses `value` (0.5 by default); "relative" is the original
+        "fixed" is 0.5; "relative" is the original
         project's rule, a tenth of the image's maximum; "otsu" is Otsu's threshold;
         "validation" uses `value`, which the caller takes from the checkpoint
         (the threshold that was best on the validation split). A number is a
         fixed threshold.
     value : float
+        The validation-chosen threshold (used by "validation" only).
 
     Returns
     -------
@@ -48,7 +49,9 @@ def find_threshold(prob, rule="fixed", value=0.5):
     """
     if isinstance(rule, (int, float)):
         return float(rule)
-    if rule in ("fixed", "validation"):
+    if rule == "fixed":
+        return 0.5
+    if rule == "validation":
         return float(value)
     if rule == "relative":
         return float(np.max(prob)) / 10.0

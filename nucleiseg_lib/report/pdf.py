@@ -514,7 +514,7 @@ def cover_html(provenance, timings, title, subtitle):
     versions, profile = prov.get("versions", {}), prov.get("profile", {})
     gen = prov.get("generated", "")
     date = gen.replace("T", ", ").replace("Z", " UTC")
-    out = [f'<section class="cover"><div class="cover-kicker">nucleiseg &middot; course report</div>',
+    out = ['<section class="cover"><div class="cover-kicker">nucleiseg &middot; course report</div>',
            f'<h1 class="cover-title">{_e(title)}</h1>',
            f'<div class="cover-sub">{_e(subtitle)}</div>', f'<div class="cover-date">{_e(date)}</div>']
     if data.get("source") == "synthetic":

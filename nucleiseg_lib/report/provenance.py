@@ -134,32 +134,9 @@ def device_info():
 
 
 def resolve_profile(profile):
-    """The profile a name stands for, decided as the notebooks decide it.
-
-    Uses :func:`nucleiseg_lib.course.resolve_profile` ("auto": "gpu" with CUDA, else "cpu";
-    "smoke" under pytest) when the course module is there.
-
-    Raises
-    ------
-    ValueError
-        For an unknown profile name.
-    """
-    try:
-        from ..course import resolve_profile as course_resolve
-    except ImportError:
-        course_resolve = None
-    if course_resolve is not None:
-        return course_resolve(profile)
-    profile = str(profile or "auto").strip().lower()
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    if profile != "auto":
-        return profile
-    try:
-        import torch
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
+    """The profile a name stands for, decided as the notebooks decide it (:func:`nucleiseg_lib.course.resolve_profile`)."""
+    from ..course import resolve_profile as course_resolve
+    return course_resolve(profile)
 
 
 def data_info(spec="auto", log=print):

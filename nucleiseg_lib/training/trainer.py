@@ -23,7 +23,6 @@ from ..metrics import iou as iou_metric
 from ..model import UNet
 from .checkpoint import load_checkpoint, save_checkpoint, save_json
 from .losses import segmentation_loss
-from .recipes import TrainConfig
 
 
 def pick_device(device=None):
@@ -100,8 +99,9 @@ class Trainer:
             ``val_loss``, ``val_iou``, ``lr``, ``seconds``).
         """
         cfg, dev = self.cfg, self.device
-        if cfg.max_images:
-            train_ids = list(train_ids)[: cfg.max_images]
+        if cfg.max_images and cfg.max_images < len(train_ids):
+            pick = np.random.default_rng(cfg.seed).choice(len(train_ids), cfg.max_images, replace=False)
+            train_ids = sorted(train_ids[i] for i in pick)
         torch.manual_seed(cfg.seed)
         model = UNet(**self._model_config()).to(dev)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
@@ -155,7 +155,7 @@ class Trainer:
         return model
 
     def _train_epoch(self, model, opt, scaler, ds, epoch, workers):
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
         cfg, dev = self.cfg, self.device
         ds.set_epoch(epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -165,8 +165,9 @@ class Trainer:
                                              persistent_workers=False)
         model.train()
         total, n = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress)
-        for x, y in bar:
+        # tqdm(total=...) and update(): wrapping the loader itself would start its workers twice
+        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress)
+        for x, y in loader:
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             with _autocast(dev, cfg.amp):
                 out = model(x)
@@ -176,7 +177,9 @@ class Trainer:
             scaler.step(opt)
             scaler.update()
             total, n = total + loss.item(), n + 1
-            bar.set_postfix(loss=f"{total / n:.4f}")
+            bar.set_postfix(loss=f"{total / n:.4f}", refresh=False)
+            bar.update(1)
+        bar.close()
         return total / max(n, 1)  # mean over batches, not the sum
 
     @torch.no_grad()

@@ -22,7 +22,7 @@ import os
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parent
 
 os.environ.setdefault("NUCLEISEG_PROFILE", "smoke")
 os.environ.setdefault("NUCLEISEG_CACHE", str(REPO / ".cache" / "nucleiseg"))
