@@ -87,6 +87,8 @@ def evaluate(a):
     probs[True] = {s: pred.predict_proba(np.asarray(samples[s][0], np.float32)) for s in val_ids}
     out = dict(recipe=run_name(a), checkpoint=str(run / "best.pt"), data=a.data, data_hash=data_hash(a.data),
                n_val=len(val_ids), epochs=pred.state["epoch"],
+               split=("whole experiments held out: image sizes " + a.holdout_sizes) if a.holdout_sizes
+               else "seeded random split by image id",
                postprocess={k: v for k, v in pred.postprocess.items() if k != "sweep"}, variants=[])
     for name, rule, over, tta in variants(pred.postprocess):
         rows = evaluate_predictions(pred, samples, val_ids, probs=probs[tta], rule=rule, progress=False, **over)
@@ -104,29 +106,9 @@ def evaluate(a):
     print(f"wrote {RESULTS / f'{run_name(a)}.json'}")
 
 
-def render_table():
-    """Markdown of every results/<recipe>.json (the ablation table)."""
-    lines = []
-    for path in sorted(RESULTS.glob("*.json")):
-        res = json.loads(path.read_text())
-        if "variants" not in res:
-            continue
-        t = res.get("train", {})
-        lines += [f"**recipe `{res['recipe']}`** — {res['epochs']} epochs"
-                  + (f", {t['train_seconds_total'] / 60:.1f} min of training" if t else "")
-                  + f"; validation split: {res['n_val']} images it never trained on; "
-                  f"an all-background prediction scores pixel accuracy {res['all_background_pixel_accuracy']:.3f}.",
-                  "", "| post-processing | DSB score | AP50 | IoU | Dice | pixel acc. | objects found / true |",
-                  "|---|---|---|---|---|---|---|"]
-        for v in res["variants"]:
-            lines.append(f"| {v['name']} | {v['dsb_score']:.3f} | {v['ap50']:.3f} | {v['iou']:.3f} | {v['dice']:.3f} "
-                         f"| {v['pixel_accuracy']:.3f} | {v['n_pred']:.1f} / {v['n_true']:.1f} |")
-        lines.append("")
-    return "\n".join(lines) or "(no results yet: run benchmarks/recipes.py)"
-
-
 def table(a):
-    md = render_table()
+    from nucleiseg_lib.report.results import render_ablation
+    md = render_ablation(RESULTS)
     (RESULTS / "ablation.md").write_text(md + "\n")
     readme = REPO / "README.md"
     text = readme.read_text()

@@ -122,7 +122,7 @@ def cmd_predict(a):
 
 def cmd_report(a):
     from .report.runner import run_course
-    run_course(profile=a.profile, data=a.data, out=a.out, notebooks=a.notebooks)
+    run_course(profile=a.profile, data=a.data, out=a.out, notebooks=a.notebooks, run_dir=a.run_dir)
 
 
 def build_parser():
@@ -183,6 +183,7 @@ def build_parser():
     s.add_argument("--data", default=None, help="auto | synthetic | a folder (default: $NUCLEISEG_DATA_SPEC or auto)")
     s.add_argument("--out", default="report")
     s.add_argument("--notebooks", nargs="*", default=None, help="run only these notebooks")
+    s.add_argument("--run-dir", default=None, help="the notebooks' RUN_DIR (default: OUT/run); a trained run is reused")
     s.set_defaults(func=cmd_report)
     return p
 

@@ -238,6 +238,19 @@ def _off(ax):
     ax.set_yticks([])
 
 
+def _grid(n, ncols, size):
+    """A figure with `n` image axes in rows of `ncols` (spare axes hidden): (fig, list of n axes)."""
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False,
+                             constrained_layout=True)
+    axes = list(axes.ravel())
+    for ax in axes:
+        _off(ax)
+    for ax in axes[n:]:
+        ax.axis("off")
+    return fig, axes[:n]
+
+
 def show_samples(images, labels, titles=None, ncols=4, size=3.2, synthetic=False):
     """A grid of images with the outline of every nucleus.
 
@@ -256,15 +269,8 @@ def show_samples(images, labels, titles=None, ncols=4, size=3.2, synthetic=False
     matplotlib.figure.Figure
     """
     n = len(images)
-    ncols = max(1, min(ncols, n))
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False,
-                             constrained_layout=True)
-    for k, ax in enumerate(axes.ravel()):
-        _off(ax)
-        if k >= n:
-            ax.axis("off")
-            continue
+    fig, axes = _grid(n, max(1, min(ncols, n)), size)
+    for k, ax in enumerate(axes):
         img = images[k] if labels is None or labels[k] is None else overlay_outline(images[k], labels[k])
         ax.imshow(to_rgb(img), interpolation="nearest")
         if titles is not None:
@@ -311,15 +317,8 @@ def show_panels(panels, titles=None, size=3.2, ncols=None, synthetic=False):
     matplotlib.figure.Figure
     """
     n = len(panels)
-    ncols = ncols or n
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False,
-                             constrained_layout=True)
-    for k, ax in enumerate(axes.ravel()):
-        _off(ax)
-        if k >= n:
-            ax.axis("off")
-            continue
+    fig, axes = _grid(n, ncols or n, size)
+    for k, ax in enumerate(axes):
         a = np.asarray(panels[k])
         if a.ndim == 3:
             ax.imshow(to_rgb(a), interpolation="nearest")

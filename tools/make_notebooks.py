@@ -733,6 +733,17 @@ fig = viz.show_prediction(samples[r["id"]][0], probs[r["id"]], seg["labels"], sa
 **Summary.** Pixel accuracy says little on images that are mostly background; judge a nucleus segmentation by
 IoU / Dice and by the DSB score. Pick the threshold on validation images rather than by a fixed rule, and split
 touching nuclei (watershed on predicted contours) before counting them.
+
+## The recipes on the full data
+
+What the `cpu` recipe (and any other recipe benchmarked) achieves when trained on all of DSB2018 stage1_train, as
+measured by `benchmarks/recipes.py` and stored in `benchmarks/results/` (not by this run of the notebook):
+'''),
+    code('''
+from IPython.display import Markdown
+from nucleiseg_lib.report.results import render_ablation
+
+Markdown(render_ablation())
 '''),
 ]
 

@@ -243,7 +243,7 @@ def run_notebook(src, dst, parameters, cwd, kernel_name=None, execution_timeout=
                          executed=dst, not_run=not_run) from None
 
 
-def run_course(profile=None, data=None, out="report", notebooks=None, *, notebooks_dir=None, pdf=True,
+def run_course(profile=None, data=None, out="report", notebooks=None, *, run_dir=None, notebooks_dir=None, pdf=True,
                kernel_name=None, execution_timeout=None, title=None, show_code=True, progress=True, log=print):
     """Run the course notebooks in order with papermill and export one PDF report.
 
@@ -257,7 +257,10 @@ def run_course(profile=None, data=None, out="report", notebooks=None, *, noteboo
         Resolved once, here (so "auto" may download), and the notebooks get the resolved
         folder as ``DATA``: the report's data provenance is what they used.
     out : str or Path
-        Output folder (see the module docstring). ``RUN_DIR`` is ``<out>/run``.
+        Output folder (see the module docstring).
+    run_dir : str or Path, optional
+        ``RUN_DIR`` of the notebooks; default ``<out>/run``. An existing run folder is
+        continued (04 resumes from its ``last.pt``; a finished run is not trained again).
     notebooks : sequence of str, optional
         Run only these (see :func:`list_notebooks`); default all ``NN_*.ipynb``.
     notebooks_dir : str or Path, optional
@@ -312,7 +315,7 @@ def run_course(profile=None, data=None, out="report", notebooks=None, *, noteboo
         chromium = find_chromium()  # fail now, not after hours of training
 
     out = Path(out).resolve()
-    executed_dir, run_dir = out / "executed", out / "run"
+    executed_dir, run_dir = out / "executed", Path(run_dir).resolve() if run_dir else out / "run"
     executed_dir.mkdir(parents=True, exist_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in [*executed_dir.glob("*.ipynb"), out / PDF_NAME, out / HTML_NAME]:
