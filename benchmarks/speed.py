@@ -105,7 +105,8 @@ def pipeline_benchmark(samples, ids, steps=30):
         loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
                                              generator=torch.Generator().manual_seed(0))
         torch.manual_seed(0)
-        model = UNet(out_channels=2, base=cfg.base, batch_norm=True)
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model = UNet(out_channels=2, base=cfg.base, batch_norm=True).to(memory_format=fmt)
         opt = torch.optim.Adam(model.parameters(), 1e-3)
         it = iter(loader)
         batches = [next(it) for _ in range(steps)]  # materialised: the in-memory reference uses these
@@ -114,14 +115,14 @@ def pipeline_benchmark(samples, ids, steps=30):
         for _ in range(steps):
             x, y = next(it)
             with _autocast(torch.device("cpu"), cfg.amp):
-                out = model(x)
+                out = model(x.contiguous(memory_format=fmt))
             loss = segmentation_loss(out, y, cfg.loss)
             opt.zero_grad(); loss.backward(); opt.step()
         loader_s = time.perf_counter() - t
         t = time.perf_counter()
         for x, y in batches:
             with _autocast(torch.device("cpu"), cfg.amp):
-                out = model(x)
+                out = model(x.contiguous(memory_format=fmt))
             loss = segmentation_loss(out, y, cfg.loss)
             opt.zero_grad(); loss.backward(); opt.step()
         memory_s = time.perf_counter() - t
@@ -164,8 +165,9 @@ def main():
     p.add_argument("--checkpoint", default="runs/cpu/best.pt")
     p.add_argument("--skip", nargs="*", default=[], choices=["steps", "options", "epoch", "pipeline", "predict"])
     a = p.parse_args()
-    res = dict(machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
-                            torch=torch.__version__, threads=torch.get_num_threads()))
+    old = json.loads(Path(a.json).read_text()) if Path(a.json).is_file() else {}
+    res = old | dict(machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
+                            torch=torch.__version__, threads=torch.get_num_threads()))  # skipped parts are kept
     if "steps" not in a.skip:
         res["steps"] = step_benchmark()
     if "options" not in a.skip:

@@ -539,7 +539,8 @@ def plot_threshold_sweep(sweep, chosen=None, synthetic=False, figsize=(6, 3.5)):
 
     Parameters
     ----------
-    sweep : list of dict (``method``, ``threshold``, ``dsb_score``) or of tuples in that order
+    sweep : list of dict (``method``, ``threshold``, ``dsb_score``, optional ``contour_threshold``) or of
+        (method, threshold, dsb_score) tuples
         As stored by :func:`nucleiseg_lib.inference.calibrate`.
     chosen : dict, optional
         With ``method`` and ``threshold``: marked with a star.
@@ -551,11 +552,16 @@ def plot_threshold_sweep(sweep, chosen=None, synthetic=False, figsize=(6, 3.5)):
     """
     rows = [r if isinstance(r, dict) else dict(method=r[0], threshold=r[1], dsb_score=r[2]) for r in sweep]
     fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
-    for m in dict.fromkeys(r["method"] for r in rows):
-        sel = sorted((r for r in rows if r["method"] == m), key=lambda r: r["threshold"])
-        ax.plot([r["threshold"] for r in sel], [r["dsb_score"] for r in sel], "o-", label=METHOD_LABELS.get(m, m))
+    def line(r):  # one line per method (and, for watershed, per contour threshold of its seeds)
+        return r["method"], r.get("contour_threshold")
+
+    for m, ct in dict.fromkeys(line(r) for r in rows):
+        sel = sorted((r for r in rows if line(r) == (m, ct)), key=lambda r: r["threshold"])
+        label = METHOD_LABELS.get(m, m) + ("" if ct is None else f", seeds where contour < {ct:g}")
+        ax.plot([r["threshold"] for r in sel], [r["dsb_score"] for r in sel], "o-", label=label)
     if chosen:
-        best = [r for r in rows if r["method"] == chosen["method"] and r["threshold"] == chosen["threshold"]]
+        best = [r for r in rows if all(chosen.get(k) == r[k] for k in ("method", "threshold", "contour_threshold")
+                                       if k in r)]
         if best:
             ax.plot([best[0]["threshold"]], [best[0]["dsb_score"]], "*", color="gold", markersize=16,
                     markeredgecolor="black", label=f"chosen: {chosen['method']} at {chosen['threshold']:.2f}")

@@ -5,7 +5,6 @@ always sees inputs prepared one way.
 """
 
 import numpy as np
-from scipy import ndimage
 
 
 def normalize_image(image):
@@ -76,11 +75,26 @@ def make_target(labels, targets=("mask",)):
 
 
 def resize(image, labels, shape):
-    """Resize an image (bilinear) and its labels (nearest) to `shape` = (H, W)."""
-    zoom = (shape[0] / image.shape[0], shape[1] / image.shape[1])
-    img = ndimage.zoom(np.asarray(image, np.float32), zoom + (1,), order=1, mode="nearest", grid_mode=True)
-    lab = ndimage.zoom(labels, zoom, order=0, mode="nearest", grid_mode=True)
-    return img[: shape[0], : shape[1]], lab[: shape[0], : shape[1]]
+    """Resize an image (bilinear, per channel with Pillow) and its labels (nearest) to `shape` = (H, W).
+
+    Parameters
+    ----------
+    image : ndarray, shape (h, w, 3), float
+    labels : ndarray, shape (h, w), int
+    shape : (H, W)
+
+    Returns
+    -------
+    image : ndarray, shape (H, W, 3), float32
+    labels : ndarray, shape (H, W), same dtype as `labels`
+    """
+    from PIL import Image
+    h, w = shape
+    img = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32), mode="F")
+                               .resize((w, h), Image.BILINEAR)) for c in range(image.shape[2])], axis=2)
+    rows = np.minimum(((np.arange(h) + 0.5) * labels.shape[0] / h).astype(np.intp), labels.shape[0] - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * labels.shape[1] / w).astype(np.intp), labels.shape[1] - 1)
+    return img, labels[rows[:, None], cols]
 
 
 def random_crop(image, labels, size, rng, scale=(1.0, 1.0)):
@@ -125,7 +139,7 @@ def augment_colour(image, rng):
     x = np.clip(x, 0, 1) ** np.float32(np.exp(rng.uniform(-0.5, 0.5)))
     x = x * rng.uniform(0.5, 1.0) + rng.uniform(0, 0.1)
     if rng.random() < 0.3:
-        x = x + rng.normal(0, rng.uniform(0, 0.03), x.shape).astype(np.float32)
+        x = x + np.float32(rng.uniform(0, 0.03)) * rng.standard_normal(x.shape, dtype=np.float32)
     return np.clip(x, 0, 1).astype(np.float32)
 
 

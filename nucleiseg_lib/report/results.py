@@ -27,8 +27,8 @@ def render_ablation(results_dir=None):
         if "variants" not in res:
             continue
         t = res.get("train", {})
-        lines += [f"**recipe `{res['recipe']}`** — {res['epochs']} epochs"
-                  + (f", {t['train_seconds_total'] / 60:.1f} min of training" if t else "")
+        lines += [f"**recipe `{res['recipe']}`** — best.pt from epoch {res['epochs']}"
+                  + (f" of {t['epochs']}, {t['train_seconds_total'] / 60:.1f} min of training" if t else "")
                   + f"; validation split: {res['n_val']} images it never trained on "
                   f"({res.get('split', 'seeded random split by image id')}); an all-background prediction "
                   f"scores pixel accuracy {res['all_background_pixel_accuracy']:.3f}.",

@@ -74,7 +74,10 @@ class Trainer:
 
     def _loaders(self, samples, train_ids, val_ids):
         cfg = self.cfg
-        workers = cfg.num_workers if cfg.num_workers >= 0 else min(4, max(0, (os.cpu_count() or 1) - 1))
+        # on a CPU, loader workers compete with the training threads for the same cores (benchmarks/speed.py:
+        # 30 steps took 1.11x the in-memory time in-process, 1.24x with one worker on 2 cores)
+        auto = min(4, os.cpu_count() or 1) if self.device.type == "cuda" else 0
+        workers = cfg.num_workers if cfg.num_workers >= 0 else auto
         train_ds = NucleiDataset(samples, train_ids, mode=cfg.mode, size=cfg.size, augment=cfg.augment,
                                  targets=cfg.targets, seed=cfg.seed, scale=cfg.scale, repeats=cfg.repeats)
         val_mode = "full" if cfg.mode == "crop" else cfg.mode
@@ -103,7 +106,8 @@ class Trainer:
             pick = np.random.default_rng(cfg.seed).choice(len(train_ids), cfg.max_images, replace=False)
             train_ids = sorted(train_ids[i] for i in pick)
         torch.manual_seed(cfg.seed)
-        model = UNet(**self._model_config()).to(dev)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model = UNet(**self._model_config()).to(dev, memory_format=self.memory_format)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         use_scaler = dev.type == "cuda" and cfg.amp in ("auto", "fp16")
         scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
@@ -168,7 +172,8 @@ class Trainer:
         # tqdm(total=...) and update(): wrapping the loader itself would start its workers twice
         bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress)
         for x, y in loader:
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            x = x.to(dev, non_blocking=True).contiguous(memory_format=self.memory_format)
+            y = y.to(dev, non_blocking=True)
             with _autocast(dev, cfg.amp):
                 out = model(x)
             loss = segmentation_loss(out, y, cfg.loss)
@@ -192,7 +197,7 @@ class Trainer:
         for i in range(len(ds)):
             x, y = ds[i]
             with _autocast(self.device, self.cfg.amp):
-                out = model(x[None].to(self.device))
+                out = model(x[None].to(self.device).contiguous(memory_format=self.memory_format))
             losses.append(segmentation_loss(out, y[None].to(self.device), self.cfg.loss).item())
             ious.append(iou_metric(out[0, 0].float().cpu().numpy() > 0, y[0].numpy() > 0))
         return float(np.mean(losses)), float(np.mean(ious))
