@@ -54,11 +54,18 @@ if ! command -v apt-get >/dev/null 2>&1; then
     exit 1
 fi
 
+# (grep -q on a pipe under pipefail fails when apt-cache gets SIGPIPE: read the policy into a variable first)
+has_candidate() {
+    local policy
+    policy="$(apt-cache policy "$1" 2>/dev/null || true)"
+    [[ "$policy" =~ Candidate:\ [0-9] ]]
+}
+
 # On Ubuntu "chromium" is not an apt package (only a snap stub, useless in containers):
 # take Chrome from Playwright there, or the Debian package elsewhere.
-if [[ " ${need[*]} " == *" chromium "* ]] && ! apt-cache policy chromium 2>/dev/null | grep -q "Candidate: [0-9]"; then
+if [[ " ${need[*]} " == *" chromium "* ]] && ! has_candidate chromium; then
     $SUDO apt-get update
-    if ! apt-cache policy chromium 2>/dev/null | grep -q "Candidate: [0-9]"; then
+    if ! has_candidate chromium; then
         need=("${need[@]/chromium}")
         echo "install-system: no apt package 'chromium' here; installing Playwright's Chromium instead"
         python -m playwright install --with-deps chromium
