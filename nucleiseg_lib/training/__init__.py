@@ -2,8 +2,8 @@
 
 from .checkpoint import build_model, load_checkpoint, save_checkpoint, save_json
 from .losses import segmentation_loss, soft_dice_loss
-from .recipes import RECIPES, TrainConfig, get_recipe
+from .recipes import RECIPES, TrainConfig, get_recipe, make_model
 from .trainer import Trainer, pick_device
 
 __all__ = ["build_model", "load_checkpoint", "save_checkpoint", "save_json", "segmentation_loss", "soft_dice_loss",
-           "RECIPES", "TrainConfig", "get_recipe", "Trainer", "pick_device"]
+           "RECIPES", "TrainConfig", "get_recipe", "make_model", "Trainer", "pick_device"]

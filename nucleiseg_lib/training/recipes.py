@@ -17,6 +17,7 @@ class TrainConfig:
     """Every setting of a training run (stored in the checkpoint)."""
 
     recipe: str = "custom"
+    input: str = "rgb"            # "rgb" (3 channels) or "nuclei" (one channel, nuclei bright: see data.transforms)
     base: int = 32
     batch_norm: bool = False
     targets: tuple = ("mask",)
@@ -32,12 +33,19 @@ class TrainConfig:
     scale: tuple = (0.5, 2.0)
     seed: int = 0
     val_fraction: float = 0.1
+    split: str = "random"         # "random" (train/val by image id) or "experiments" (train/val/test, see data.split)
+    test_fraction: float = 0.15   # share of images in the held-out test experiments ("experiments" split only)
     max_images: int = 0           # 0 = all training images
     repeats: int = 1              # crops drawn per training image per epoch
     num_workers: int = -1         # -1 = pick for this machine
     amp: str = "auto"             # "auto" (fp16 on CUDA), "bf16", "off"
     channels_last: bool = False   # NHWC memory format (1.5x faster bf16 steps on this CPU: benchmarks/speed.py)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def in_channels(self):
+        """Input channels of the model this config trains (3 for "rgb", 1 for "nuclei")."""
+        return 1 if self.input == "nuclei" else 3
 
     def to_dict(self):
         d = asdict(self)
@@ -66,6 +74,19 @@ RECIPES = {
                        batch_size=8, epochs=100, lr=3e-4, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
                        augment=True, channels_last=True),
 }
+
+
+def make_model(config):
+    """A new, randomly initialised U-Net for a :class:`TrainConfig` (seeded by ``config.seed``).
+
+    The one place where a config becomes a model: notebook 03 builds it, the trainer trains it.
+    """
+    import torch
+
+    from ..model import UNet
+    torch.manual_seed(config.seed)
+    return UNet(in_channels=config.in_channels, out_channels=len(config.targets), base=config.base,
+                batch_norm=config.batch_norm)
 
 
 def get_recipe(name, **overrides):
