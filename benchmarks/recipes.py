@@ -1,12 +1,19 @@
-"""Train and evaluate the recipes on real DSB2018; write JSON; render the ablation table from it.
+"""Train and evaluate recipes on real DSB2018, on images of seen and of left-out experiments; the ablation table.
 
-    python benchmarks/recipes.py train --recipe cpu [--epochs N] [--data DIR]    # -> runs/<recipe>, wall time
-    python benchmarks/recipes.py evaluate --recipe cpu                           # -> benchmarks/results/<recipe>.json
-    python benchmarks/recipes.py table                                           # -> results table in README.md
+    python benchmarks/recipes.py train --name cpu [--recipe cpu] [--epochs N] [--set KEY=VALUE ...]
+    python benchmarks/recipes.py evaluate --name cpu        # -> benchmarks/results/cpu.json
+    python benchmarks/recipes.py table                      # -> benchmarks/results/ablation.md and README.md
 
-`evaluate` scores the run's best.pt on its validation split (images it never trained on) under each
-post-processing variant: the original max/10 rule, a fixed 0.5, Otsu, the validation-chosen threshold, with
-connected components or watershed on the predicted contours, and with flip test-time augmentation.
+`train` runs ``nucleiseg train`` into ``runs/<name>`` (split by experiments: train / validation / test, stored
+in the checkpoint) and records the training time. `evaluate` scores the run's best.pt on
+
+* **validation**: random images of experiments the model trained on (what a random split would report; these
+  images also chose the best epoch, the threshold and the instance method), and
+* **test**: whole experiments left out of training (they chose nothing): the estimate of how the model does
+  on images from a new lab, microscope or stain,
+
+each overall and per image kind, under several post-processing variants. `table` renders every result file
+into one ablation table (one row per recipe step) plus the post-processing table of the final recipe.
 """
 
 import argparse
@@ -20,90 +27,102 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "dsb2018" / "stage1_train"
 RESULTS = REPO / "benchmarks" / "results"
-METRICS = ("dsb_score", "ap50", "iou", "dice", "pixel_accuracy")
+METRICS = ("dsb_score", "ap50", "iou", "pixel_accuracy")
+KINDS = ("fluorescence", "brightfield", "stained")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def holdout_ids(data, sizes):
-    """Ids of the images whose WxH is in `sizes`: whole experiments held out of training."""
-    from PIL import Image
-    from nucleiseg_lib.data import list_samples, sample_paths
-    keep = []
-    for sid in list_samples(data):
-        w, h = Image.open(sample_paths(data, sid)[0]).size
-        if f"{w}x{h}" in sizes:
-            keep.append(sid)
-    return keep
-
-
-def run_name(a):
-    return a.recipe + ("-heldout-sizes" if getattr(a, "holdout_sizes", None) else "")
-
-
 def train(a):
-    run = REPO / "runs" / run_name(a)
+    run = REPO / "runs" / a.name
     cmd = [sys.executable, "-m", "nucleiseg_lib", "train", "--data", a.data, "--run", str(run), "--profile",
            a.recipe, "--quiet"] + (["--epochs", str(a.epochs)] if a.epochs else [])
-    if a.holdout_sizes:
-        ids = holdout_ids(a.data, a.holdout_sizes.split(","))
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "val_ids.txt").write_text("\n".join(ids) + "\n")
-        cmd += ["--val-list", str(run / "val_ids.txt")]
-        print(f"validating on {len(ids)} images of sizes {a.holdout_sizes}, never trained on")
+    for kv in a.set or []:
+        cmd += ["--set", kv]
     t = time.time()
     subprocess.run(cmd, check=True, cwd=REPO)
     seconds = time.time() - t
     hist = json.loads((run / "history.json").read_text())
-    info = dict(recipe=run_name(a), wall_seconds_this_call=round(seconds, 1),
+    info = dict(name=a.name, recipe=a.recipe, settings=a.set or [], step=a.step or a.name, finished=time.time(),
+                wall_seconds_this_call=round(seconds, 1),
                 train_seconds_total=round(sum(h["seconds"] for h in hist), 1), epochs=len(hist))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{run_name(a)}_train.json").write_text(json.dumps(info, indent=2))
+    (RESULTS / f"{a.name}_train.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info))
 
 
 def variants(pp):
-    """(name, rule, overrides, tta) rows: baseline post-processing -> each change -> final."""
-    rows = [("max/10 threshold, connected components (original)", "relative", dict(method="cc"), False),
-            ("0.5 threshold, connected components", 0.5, dict(method="cc"), False),
-            ("Otsu threshold, connected components", "otsu", dict(method="cc"), False),
-            ("validation-chosen threshold, connected components", None, dict(method="cc"), False)]
+    """(name, rule, overrides, predictor options) rows: the original rule -> each change -> final."""
+    rows = [("max/10 threshold, connected components (original)", "relative", dict(method="cc"), {}),
+            ("validation-chosen threshold, connected components", None, dict(method="cc"), {})]
     if pp.get("method") == "watershed" or pp.get("sweep"):
-        rows.append(("validation-chosen threshold, watershed on contours", None, dict(method="watershed"), False))
-    rows.append(("chosen post-processing + flip TTA (final)", None, {}, True))
+        rows.append(("validation-chosen threshold, watershed on contours", None, dict(method="watershed"), {}))
+    rows.append(("chosen post-processing + flip TTA", None, {}, dict(tta=True)))
+    if pp.get("train_median_area"):
+        rows.append(("chosen post-processing + small nuclei magnified to the training median size", None, {},
+                     dict(target_area=pp["train_median_area"])))
     return rows
+
+
+def score(pred, samples, ids, kinds, rule, over):
+    """Mean metrics overall and per image kind, plus objects found / true."""
+    import numpy as np
+    from nucleiseg_lib.inference import evaluate_predictions, summarize_rows
+    rows = evaluate_predictions(pred, samples, ids, rule=rule, progress=False, **over)
+
+    def agg(rs):
+        if not rs:
+            return None
+        m = summarize_rows(rs)
+        return dict(n=len(rs), **{k: round(float(m[k]), 4) for k in METRICS},
+                    n_pred=round(float(np.mean([r["n_pred"] for r in rs])), 1),
+                    n_true=round(float(np.mean([r["n_true"] for r in rs])), 1))
+    by_kind = {k: agg([r for r in rows if kinds[r["id"]] == k]) for k in KINDS}
+    return dict(overall=agg(rows), by_kind={k: v for k, v in by_kind.items() if v})
 
 
 def evaluate(a):
     import numpy as np
     from nucleiseg_lib.data import SampleCache
-    from nucleiseg_lib.inference import Predictor, evaluate_predictions, summarize_rows
     from nucleiseg_lib.data.cache import data_hash
-    run = REPO / "runs" / run_name(a)
+    from nucleiseg_lib.data.stats import classify_modality
+    from nucleiseg_lib.inference import Predictor
+    run = REPO / "runs" / a.name
     pred = Predictor(run / "best.pt")
-    val_ids = pred.state["split"]["val"]
-    samples = SampleCache(a.data, ids=val_ids, progress=False).load_all()
-    probs = {False: {s: pred.predict_proba(np.asarray(samples[s][0], np.float32)) for s in val_ids}}
-    pred.tta = True
-    probs[True] = {s: pred.predict_proba(np.asarray(samples[s][0], np.float32)) for s in val_ids}
-    out = dict(recipe=run_name(a), checkpoint=str(run / "best.pt"), data=a.data, data_hash=data_hash(a.data),
-               n_val=len(val_ids), epochs=pred.state["epoch"],
-               split=("whole experiments held out: image sizes " + a.holdout_sizes) if a.holdout_sizes
-               else "seeded random split by image id",
-               postprocess={k: v for k, v in pred.postprocess.items() if k != "sweep"}, variants=[])
-    for name, rule, over, tta in variants(pred.postprocess):
-        rows = evaluate_predictions(pred, samples, val_ids, probs=probs[tta], rule=rule, progress=False, **over)
-        mean = summarize_rows(rows)
-        bg = [1 - float((samples[s][1] > 0).mean()) for s in val_ids]
-        out["variants"].append(dict(name=name, **{k: round(mean[k], 4) for k in METRICS},
-                                    n_pred=round(mean["n_pred"], 1), n_true=round(mean["n_true"], 1)))
-        print(f"{name:55s} " + "  ".join(f"{k} {mean[k]:.3f}" for k in METRICS), flush=True)
-    out["all_background_pixel_accuracy"] = round(float(np.mean(bg)), 4)
-    train_info = RESULTS / f"{run_name(a)}_train.json"
+    split = pred.state["split"]
+    ids = sorted(set(split["val"]) | set(split.get("test", [])))
+    samples = SampleCache(a.data, ids=ids, progress=False).load_all()
+    kinds = {s: classify_modality(np.asarray(samples[s][0], np.float32)) for s in ids}
+    out = dict(name=a.name, checkpoint=str(run / "best.pt"), data=a.data, data_hash=data_hash(a.data),
+               epochs=pred.state["epoch"], config=pred.state["config"],
+               postprocess={k: v for k, v in pred.postprocess.items() if k != "sweep"},
+               test_groups=split.get("test_groups", []), not_held_out=split.get("not_held_out", {}), sets={})
+    t0 = time.time()
+    for part in ("val", "test"):
+        part_ids = sorted(split.get(part, []))
+        if not part_ids:
+            continue
+        res = dict(n=len(part_ids), n_by_kind={k: sum(kinds[s] == k for s in part_ids) for k in KINDS},
+                   all_background_pixel_accuracy=round(float(np.mean(
+                       [1 - float((samples[s][1] > 0).mean()) for s in part_ids])), 4), variants=[])
+        chosen_pp = dict(pred.postprocess)
+        for name, rule, over, opts in variants(chosen_pp):
+            pred.tta = opts.get("tta", False)
+            pred.postprocess = {**chosen_pp, "target_area": opts.get("target_area", chosen_pp.get("target_area"))}
+            r = score(pred, samples, part_ids, kinds, rule, over)
+            res["variants"].append(dict(name=name, **r))
+            o = r["overall"]
+            print(f"{part:5s} {name:55s} DSB {o['dsb_score']:.3f}  AP50 {o['ap50']:.3f}  "
+                  + "  ".join(f"{k} {v['dsb_score']:.3f} ({v['n_pred']:.0f}/{v['n_true']:.0f})"
+                              for k, v in r["by_kind"].items()), flush=True)
+        out["sets"][part] = res
+    pred.tta, pred.postprocess = False, chosen_pp
+    out["evaluate_seconds"] = round(time.time() - t0, 1)
+    train_info = RESULTS / f"{a.name}_train.json"
     if train_info.exists():
         out["train"] = json.loads(train_info.read_text())
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{run_name(a)}.json").write_text(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS / f'{run_name(a)}.json'}")
+    (RESULTS / f"{a.name}.json").write_text(json.dumps(out, indent=2))
+    print(f"wrote {RESULTS / f'{a.name}.json'}")
 
 
 def table(a):
@@ -126,11 +145,13 @@ def main():
         s = sub.add_parser(name)
         s.set_defaults(func=fn)
         if name != "table":
-            s.add_argument("--recipe", default="cpu")
+            s.add_argument("--name", default="cpu", help="run folder runs/<name> and result file name")
             s.add_argument("--data", default=str(DEFAULT_DATA))
-            s.add_argument("--holdout-sizes", help="validate on whole experiments: image sizes WxH, comma-separated")
         if name == "train":
+            s.add_argument("--recipe", default="cpu")
             s.add_argument("--epochs", type=int)
+            s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a TrainConfig setting (repeatable)")
+            s.add_argument("--step", help="what this run changes, for the ablation table")
     a = p.parse_args()
     a.func(a)
 

@@ -33,29 +33,54 @@ def load_data(spec, ids=None, progress=True):
     return root, source, cache.load_all(), ids
 
 
+def parse_settings(pairs):
+    """``["input=nuclei", "epochs=12", "scale=[0.5, 2]"]`` -> dict; values read as JSON where they parse."""
+    import json
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set wants KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+        if isinstance(out[key], list):
+            out[key] = tuple(out[key])
+    return out
+
+
 def cmd_train(a):
     import torch
 
-    from .data import data_hash, split_ids
+    from .data import data_hash
+    from .data.split import make_split
     from .inference import calibrate
-    from .training import Trainer, get_recipe
+    from .training import Trainer, TrainConfig, get_recipe
     profile = a.profile
     if profile == "auto":
         profile = "gpu" if torch.cuda.is_available() else "cpu"
+    settings = parse_settings(a.set)
+    unknown = sorted(set(settings) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise SystemExit(f"--set: unknown setting(s) {unknown}; see nucleiseg_lib.training.TrainConfig")
     cfg = get_recipe(profile, epochs=a.epochs, base=a.base, size=a.size, batch_size=a.batch_size, seed=a.seed,
-                     num_workers=a.workers, max_images=a.max_images)
+                     num_workers=a.workers, max_images=a.max_images, **settings)
     root, source, samples, ids = load_data(a.data, progress=not a.quiet)
-    train_ids, val_ids = split_ids(ids, cfg.val_fraction, cfg.seed)
+    split = make_split(samples, ids, cfg)
     if a.val_list:
         val_ids = read_id_list(a.val_list, ids)
-        train_ids = [i for i in ids if i not in set(val_ids)]
+        split = dict(train=[i for i in ids if i not in set(val_ids)], val=val_ids, test=[], method="val-list")
+    if split["test"]:
+        print(f"split by experiments: {len(split['train'])} train, {len(split['val'])} validation, "
+              f"{len(split['test'])} test images ({', '.join(split['test_groups'])} held out)")
     if source == "synthetic":
         print("WARNING: training on SYNTHETIC data")
     info = dict(root=str(root), source=source, hash=data_hash(root), n_images=len(ids))
     trainer = Trainer(a.run, cfg, progress=not a.quiet)
-    history = trainer.fit(samples, train_ids, val_ids, data_info=info)
-    if val_ids and not a.no_calibrate:
-        chosen = calibrate(trainer.best, samples, val_ids, progress=not a.quiet)
+    history = trainer.fit(samples, split["train"], split["val"], data_info=info, split=split)
+    if split["val"] and not a.no_calibrate:
+        chosen = calibrate(trainer.best, samples, split["val"], progress=not a.quiet, train_ids=split["train"])
         print(f"chosen on the validation split: threshold {chosen['threshold']}, {chosen['method']} "
               f"(val DSB score {chosen['val_dsb_score']:.3f}); stored in {trainer.best}")
     print(f"{len(history)} epochs in {a.run}")
@@ -89,14 +114,39 @@ def parse_rule(rule):
         return rule
 
 
-def cmd_evaluate(a):
+def split_of(state, ids, which):
+    """The ids of one part (train/val/test) of the split a checkpoint was trained with.
+
+    Checkpoints that store their split are read as they are; older ones (no ``split``
+    entry) get the seeded random split of their config recomputed (no test part).
+    """
     from .data import split_ids
+    from .errors import DataError
+    stored = state.get("split") or {}
+    if which in stored:
+        part = stored[which]
+    elif which == "test":
+        part = []
+    else:
+        cfg = state.get("config", {})
+        train, val = split_ids(ids, cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
+        part = train if which == "train" else val
+    missing = sorted(set(part) - set(ids))
+    if missing:
+        raise DataError(missing[0], f"is in the checkpoint's {which} split but not in the data folder")
+    return sorted(part)
+
+
+def cmd_evaluate(a):
     from .inference import Predictor, evaluate_predictions, summarize_rows
     pred = Predictor(a.checkpoint, tta=a.tta)
     root, source, samples, ids = load_data(a.data, progress=not a.quiet)
-    if a.split == "val":
-        cfg = pred.state.get("config", {})
-        ids = split_ids(ids, cfg.get("val_fraction", 0.1), cfg.get("seed", 0))[1]
+    if a.split != "all":
+        ids = split_of(pred.state, ids, a.split)
+        if not ids:
+            from .errors import CheckpointError
+            raise CheckpointError(a.checkpoint, f"has no {a.split} images in its split (trained with "
+                                                f"split={pred.state.get('config', {}).get('split', 'random')!r})")
     rows = evaluate_predictions(pred, samples, ids, rule=parse_rule(a.threshold), progress=not a.quiet)
     summary = summarize_rows(rows)
     keys = ["pixel_accuracy", "iou", "dice", "dsb_score", "ap50"]
@@ -153,6 +203,8 @@ def build_parser():
     s.add_argument("--seed", type=int)
     s.add_argument("--workers", type=int)
     s.add_argument("--max-images", type=int)
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any TrainConfig setting, e.g. --set input=nuclei --set split=experiments (repeatable)")
     s.add_argument("--val-list", help="a file of sample ids (one per line) to validate on instead of the seeded split")
     s.add_argument("--no-calibrate", action="store_true", help="skip choosing the threshold on the validation split")
     s.add_argument("--quiet", action="store_true")
@@ -163,8 +215,8 @@ def build_parser():
     s.add_argument("--data", default="auto")
     s.add_argument("--threshold", default=None,
                    help="fixed | relative | otsu | validation | a number (default: the checkpoint's choice)")
-    s.add_argument("--split", default="all", choices=["all", "val"],
-                   help="all images, or only the checkpoint's validation split")
+    s.add_argument("--split", default="all", choices=["all", "train", "val", "test"],
+                   help="all images, or one part of the checkpoint's split (test: whole experiments held out)")
     s.add_argument("--json")
     s.add_argument("--tta", action="store_true")
     s.add_argument("--quiet", action="store_true")

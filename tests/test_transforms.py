@@ -1,6 +1,7 @@
 """Normalisation, targets, crops and augmentation."""
 
 import numpy as np
+import pytest
 import torch
 
 from nucleiseg_lib.data import instance_contours, make_target, normalize_image
@@ -44,3 +45,52 @@ def test_dataset_items_are_deterministic_per_epoch():
     assert not torch.equal(ds[0][0], x1)
     full = NucleiDataset({"a": (img, lab)}, ["a"], mode="full")
     assert full[0][0].shape == (3, 40, 50) and full[0][1].shape == (1, 40, 50)
+
+
+def test_nuclei_channel_makes_nuclei_bright_in_every_modality():
+    from nucleiseg_lib.data.transforms import nuclei_channel
+    nucleus = np.zeros((20, 20), bool)
+    nucleus[5:10, 5:10] = True
+    fluo = np.repeat(np.where(nucleus, 0.8, 0.05)[..., None], 3, axis=2).astype(np.float32)
+    bright = np.repeat(np.where(nucleus, 0.3, 0.9)[..., None], 3, axis=2).astype(np.float32)
+    stained = np.empty((20, 20, 3), np.float32)
+    stained[:] = (0.95, 0.75, 0.85)            # pink background (eosin)
+    stained[nucleus] = (0.35, 0.2, 0.55)       # purple nucleus (haematoxylin)
+    for image in (fluo, bright, stained):
+        c = nuclei_channel(image)
+        assert c.shape == (20, 20)
+        assert c[nucleus].min() > c[~nucleus].max()
+    # "grey" for stained tissue is the inverted grey level
+    np.testing.assert_allclose(nuclei_channel(stained, stain="grey"), 1 - stained.mean(axis=2), atol=1e-6)
+
+
+def test_normalize_nuclei_scales_by_percentiles():
+    rng = np.random.default_rng(0)
+    image = np.repeat(rng.random((32, 32, 1)).astype(np.float32) * 0.2 + 0.1, 3, axis=2)
+    x = normalize_image(image, "nuclei")
+    assert x.shape == (1, 32, 32) and x.dtype == np.float32
+    lo, hi = np.percentile(x, (1, 99.8))
+    assert abs(lo) < 1e-5 and abs(hi - 1) < 1e-5
+    # the same picture at another exposure gives the same input
+    np.testing.assert_allclose(normalize_image(image * 2, "nuclei"), x, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown input"):
+        normalize_image(image, "lab")
+
+
+def test_dataset_one_channel_input_uses_whole_image_percentiles():
+    image = np.zeros((64, 64, 3), np.float32)
+    image[40:50, 40:50] = 1.0                   # the only nucleus, far from the top-left corner
+    labels = np.zeros((64, 64), np.int32)
+    labels[40:50, 40:50] = 1
+    ds = NucleiDataset({"a": (image, labels)}, ["a"], mode="resize", size=64, input="nuclei",
+                       targets=("mask", "contour"))
+    x, y = ds[0]
+    assert x.shape == (1, 64, 64) and y.shape == (2, 64, 64)
+    ds = NucleiDataset({"a": (image + 0.01, labels)}, ["a"], mode="crop", size=16, input="nuclei", seed=1)
+    # a crop of empty background stays dark: scaled by the whole image's percentiles, not stretched
+    crops = [ds[i][0] for i in range(8)]
+    empty = [c for c, (_, t) in zip(crops, (ds[i] for i in range(8))) if t.sum() == 0]
+    assert empty and all(float(c.max()) < 0.05 for c in empty)
+    aug = NucleiDataset({"a": (image, labels)}, ["a"], mode="crop", size=32, augment=True, input="nuclei", seed=2)
+    xa, ya = aug[0]
+    assert xa.shape == (1, 32, 32) and torch.isfinite(xa).all()

@@ -5,8 +5,8 @@ import torch
 
 from .cache import SampleCache
 from .io import read_sample
-from .transforms import (augment_colour, augment_geometry, make_target, normalize_image, random_crop,
-                         resize)
+from .transforms import (augment_colour, augment_geometry, augment_intensity, make_target, normalize_image,
+                         random_crop, resize)
 
 MODES = ("crop", "resize", "full")
 
@@ -49,21 +49,35 @@ class NucleiDataset(torch.utils.data.Dataset):
         Range of the scale jitter in "crop" mode when augmenting.
     repeats : int
         Items per image per epoch (each a different random crop).
+    input : {"rgb", "grey", "nuclei"}
+        What the model sees (:func:`normalize_image`). The one-channel inputs are
+        computed once per whole image (modality and percentile range of the whole
+        image, not of a crop); crops are cut from that channel and augmented in it
+        (:func:`augment_intensity`).
 
     Returns (per item)
     ------------------
-    x : Tensor, shape (3, H, W), float32, normalised by :func:`normalize_image`
+    x : Tensor, shape (C, H, W), float32, normalised by :func:`normalize_image` (C = 3 or 1)
     y : Tensor, shape (len(targets), H, W), float32 in {0, 1}
     """
 
     def __init__(self, samples, ids, mode="crop", size=256, augment=False, targets=("mask",), seed=0,
-                 scale=(0.5, 2.0), repeats=1):
+                 scale=(0.5, 2.0), repeats=1, input="rgb"):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.samples, self.ids, self.mode, self.size = samples, list(ids), mode, size
         self.augment, self.targets, self.seed, self.scale = augment, tuple(targets), seed, scale
         self.repeats = max(1, int(repeats))
+        self.input = input
         self.epoch = 0
+        self._channels = {}  # id -> scaled one-channel input of the whole image, shape (H, W, 1)
+
+    def _channel(self, sid, image):
+        """The one-channel input of a whole image, computed once (crops are cut from it)."""
+        if sid not in self._channels:
+            x = normalize_image(image, self.input)  # percentiles of the whole image, not of a crop
+            self._channels[sid] = np.ascontiguousarray(x.transpose(1, 2, 0))
+        return self._channels[sid]
 
     def set_epoch(self, epoch):
         """Choose the epoch whose crops and augmentations are drawn."""
@@ -74,16 +88,23 @@ class NucleiDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        image, labels = self.samples[self.ids[index % len(self.ids)]]
-        image = np.asarray(image, np.float32)
+        sid = self.ids[index % len(self.ids)]
+        image, labels = self.samples[sid]
+        image = self._channel(sid, image) if self.input != "rgb" else np.asarray(image, np.float32)
         if self.mode == "crop":
             scale = self.scale if self.augment else (1.0, 1.0)
             image, labels = random_crop(image, labels, self.size, rng, scale)
         elif self.mode == "resize":
             image, labels = resize(image, labels, (self.size, self.size))
-        if self.augment:
+        if self.augment and self.input == "rgb":
             image = augment_colour(image, rng)
-        x, y = normalize_image(image), make_target(labels, self.targets)
+        if self.input == "rgb":
+            x = normalize_image(image)
+        else:
+            x = np.ascontiguousarray(image.transpose(2, 0, 1))
+            if self.augment:
+                x = augment_intensity(x, rng)
+        y = make_target(labels, self.targets)
         if self.augment:
             x, y = augment_geometry(x, y, rng)
         return torch.from_numpy(x), torch.from_numpy(y)

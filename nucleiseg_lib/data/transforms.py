@@ -7,26 +7,116 @@ always sees inputs prepared one way.
 import numpy as np
 
 
-def normalize_image(image):
-    """Put any microscopy image on one footing: dark background, zero mean, unit spread.
+INPUTS = ("rgb", "grey", "nuclei")
+PERCENTILES = (1.0, 99.8)
 
-    Bright-background images (brightfield, H&E stained tissue) are inverted so that
-    nuclei are brighter than the background as in fluorescence; then the image is
-    standardised with its own mean and standard deviation.
+
+def nuclei_channel(image, kind=None, stain="hed"):
+    """One grey channel in which nuclei are bright, whatever the imaging modality.
+
+    * stained tissue (a coloured image): the haematoxylin channel of a colour
+      deconvolution (:func:`skimage.color.rgb2hed`), the stain that marks nuclei;
+    * bright-background grey images (brightfield): the inverted grey level;
+    * fluorescence: the grey level as it is.
 
     Parameters
     ----------
     image : ndarray, shape (H, W, 3), float in [0, 1]
+    kind : {"fluorescence", "brightfield", "stained"}, optional
+        The image's modality; default :func:`data.stats.classify_modality` of `image`
+        (pass the whole image's kind when `image` is a crop of it).
+    stain : {"hed", "grey"}
+        For stained tissue, "grey" takes the inverted grey level instead of the
+        haematoxylin channel (an ablation: the simpler choice).
 
     Returns
     -------
-    ndarray, shape (3, H, W), float32
+    ndarray, shape (H, W), float32 (not rescaled; see :func:`percentile_range`)
     """
+    x = np.asarray(image, np.float32)
+    if kind is None:
+        from .stats import classify_modality
+        kind = classify_modality(x)
+    if kind == "stained" and stain == "hed":
+        from skimage.color import rgb2hed
+        return rgb2hed(np.clip(x, 0, 1))[..., 0].astype(np.float32)
+    grey = x.mean(axis=2)
+    return 1.0 - grey if kind != "fluorescence" else grey
+
+
+def percentile_range(channel, percentiles=PERCENTILES):
+    """The (low, high) percentiles of a channel, used to scale it to about [0, 1].
+
+    Computed on the whole image (not on a training crop), so that a crop of empty
+    background is not stretched until its noise looks like nuclei.
+    """
+    lo, hi = np.percentile(np.asarray(channel, np.float32), percentiles)
+    return float(lo), float(max(hi, lo + 1e-3))
+
+
+def scale_channel(channel, lo_hi):
+    """``(channel - low) / (high - low)``: the image's low percentile -> 0, its high one -> 1."""
+    lo, hi = lo_hi
+    return ((np.asarray(channel, np.float32) - lo) / (hi - lo)).astype(np.float32)
+
+
+def normalize_image(image, input="rgb"):
+    """Put any microscopy image on one footing, as the model expects it.
+
+    ``input="rgb"``: bright-background images (brightfield, stained tissue) are
+    inverted so that nuclei are brighter than the background as in fluorescence;
+    then the image is standardised with its own mean and standard deviation.
+
+    ``input="nuclei"``: one channel where nuclei are bright (:func:`nuclei_channel`),
+    scaled by the image's own 1st and 99.8th percentiles: fluorescence, brightfield
+    and stained tissue all look alike to the model. ``input="grey"``: the same with
+    the inverted grey level for stained tissue instead of the haematoxylin channel.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), float in [0, 1]
+    input : {"rgb", "nuclei"}
+
+    Returns
+    -------
+    ndarray, shape (3, H, W) for "rgb", (1, H, W) for "nuclei"; float32
+    """
+    if input in ("nuclei", "grey"):
+        c = nuclei_channel(image, stain="hed" if input == "nuclei" else "grey")
+        return scale_channel(c, percentile_range(c))[None]
+    if input != "rgb":
+        raise ValueError(f"unknown input {input!r}; use one of {INPUTS}")
     x = np.asarray(image, dtype=np.float32)
     if np.median(x.mean(axis=2)) > 0.5:
         x = 1.0 - x
     x = (x - x.mean()) / max(float(x.std()), 1e-3)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def augment_intensity(x, rng):
+    """Random contrast, offset, gamma, blur and noise of a scaled nuclei channel.
+
+    Stands in for other stains, exposures and microscopes: in the nuclei channel a
+    stain that is lighter or darker is a scale and an offset, a softer optic a blur.
+
+    Parameters
+    ----------
+    x : ndarray, shape (1, H, W), float32, about [0, 1] (:func:`normalize_image` with "nuclei")
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray, shape (1, H, W), float32
+    """
+    from scipy import ndimage
+    y = np.clip(x, 0, 1.5)
+    y = y ** np.float32(np.exp(rng.uniform(-0.4, 0.4)))
+    y = y * np.float32(rng.uniform(0.6, 1.4)) + np.float32(rng.uniform(-0.1, 0.1))
+    if rng.random() < 0.25:
+        y = ndimage.gaussian_filter(y, (0, *(2 * [rng.uniform(0.5, 1.5)])))
+    if rng.random() < 0.3:
+        y = y + np.float32(rng.uniform(0, 0.08)) * rng.standard_normal(y.shape, dtype=np.float32)
+    return y.astype(np.float32)
 
 
 def instance_contours(labels):

@@ -2,14 +2,22 @@
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from ..data.stats import nucleus_areas
 from ..data.transforms import normalize_image
 from ..metrics import dsb_score, evaluate_image, summarize
 from ..training.checkpoint import build_model, load_checkpoint, save_checkpoint
-from ..training.trainer import pick_device
+from ..training.trainer import pick_device, resolve_amp
 from .postprocess import find_threshold, label_instances
 
 DEFAULT_POSTPROCESS = dict(threshold=0.5, method="cc", min_size=8, contour_threshold=0.5)
+
+
+def _autocast(device):
+    """Half precision where it is fast: fp16 on CUDA, bf16 on a CPU that computes it natively, else none."""
+    dtype = resolve_amp(device, "auto")
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 class Predictor:
@@ -37,6 +45,7 @@ class Predictor:
         # NHWC: faster convolutions on CPU (bf16/fp32) and on tensor-core GPUs
         self.model = build_model(self.state, self.path).to(self.device, memory_format=torch.channels_last)
         self.tta = tta
+        self.input = (self.state.get("config") or {}).get("input", "rgb")
         pp = dict(DEFAULT_POSTPROCESS)
         if self.model.config["out_channels"] > 1:
             pp["method"] = "watershed"
@@ -47,6 +56,13 @@ class Predictor:
     def predict_proba(self, image):
         """Probability maps at the image's own resolution.
 
+        When the post-processing settings hold a ``target_area`` (pixels), an image
+        whose nuclei come out smaller than half of it is predicted a second time,
+        magnified so that its median nucleus has about that area (at most
+        ``max_zoom`` times), and the maps are scaled back: the model then sees
+        small, crowded nuclei at the size it learnt best (as Cellpose rescales by
+        an estimated diameter).
+
         Parameters
         ----------
         image : ndarray, shape (H, W, 3), float in [0, 1]
@@ -56,13 +72,40 @@ class Predictor:
         ndarray, shape (C, H, W), float32 in [0, 1]
             Channel 0 is the nucleus probability; channel 1 (when trained) the contour.
         """
-        x = torch.from_numpy(normalize_image(image))[None].to(self.device).contiguous(
-            memory_format=torch.channels_last)
+        x = torch.from_numpy(normalize_image(image, self.input))[None].to(self.device)
+        prob = self._forward(x)
+        zoom = self.zoom_factor(prob)
+        if zoom > 1:
+            h, w = x.shape[-2:]
+            big = F.interpolate(x, size=(round(h * zoom), round(w * zoom)), mode="bilinear", align_corners=False)
+            prob = F.interpolate(torch.from_numpy(self._forward(big))[None], size=(h, w), mode="bilinear",
+                                 align_corners=False, antialias=True)[0].numpy()
+        return prob
+
+    def zoom_factor(self, prob):
+        """How much to magnify an image before predicting it again (1: not at all).
+
+        Parameters
+        ----------
+        prob : ndarray, shape (C, H, W)
+            A first prediction at native size.
+        """
+        target = float(self.postprocess.get("target_area") or 0)
+        if target <= 0:
+            return 1.0
+        areas = nucleus_areas(self.postprocess_proba(prob)["labels"])
+        if len(areas) < 3 or np.median(areas) >= target / 2:
+            return 1.0
+        return float(min(self.postprocess.get("max_zoom", 2.5), np.sqrt(target / np.median(areas))))
+
+    def _forward(self, x):
+        """Sigmoid of the model's logits (averaged over flips with TTA) for a normalised batch of one."""
+        x = x.contiguous(memory_format=torch.channels_last)
         flips = [(), (-1,), (-2,), (-1, -2)] if self.tta else [()]
         out = 0
         for dims in flips:
             xi = torch.flip(x, dims) if dims else x
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+            with _autocast(self.device):
                 p = torch.sigmoid(self.model(xi).float())
             out = out + (torch.flip(p, dims) if dims else p)
         return (out / len(flips))[0].cpu().numpy()
@@ -123,13 +166,17 @@ def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progres
 
 
 def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, contour_thresholds=(0.3, 0.5),
-              progress=True):
+              progress=True, train_ids=None):
     """Choose threshold and instance method on the validation split; store them in the checkpoint.
 
     The choice (threshold, instance method and, for watershed, the contour threshold
     that makes its seeds) maximises the mean DSB score over `val_ids`. The result is written
     into the checkpoint (atomically) as ``postprocess`` with the whole sweep, so
     ``predict`` and ``evaluate`` use it by default.
+
+    With `train_ids`, the median over training images of their median nucleus area
+    is stored too (``train_median_area``): the size :meth:`Predictor.zoom_factor`
+    magnifies small nuclei to when ``target_area`` is set.
 
     Returns
     -------
@@ -156,6 +203,10 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
     best = max(sweep, key=lambda r: r["dsb_score"])
     chosen = {**predictor.postprocess, **{k: v for k, v in best.items() if k != "dsb_score"},
               "val_dsb_score": best["dsb_score"], "sweep": sweep}
+    if train_ids:
+        areas = [nucleus_areas(samples[s][1]) for s in train_ids]
+        medians = [float(np.median(a)) for a in areas if len(a)]
+        chosen["train_median_area"] = float(np.median(medians)) if medians else None
     state = predictor.state
     state["postprocess"] = chosen
     save_checkpoint(state, checkpoint)

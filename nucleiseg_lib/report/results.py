@@ -1,4 +1,8 @@
-"""The benchmark results table (README and report), rendered from ``benchmarks/results/*.json``."""
+"""The benchmark results tables (README, notebook 05, report), rendered from ``benchmarks/results/*.json``.
+
+Each result file is one run of ``benchmarks/recipes.py evaluate``: a recipe step scored on its validation
+images (random images of experiments it trained on) and on its test images (whole experiments left out).
+"""
 
 import json
 from pathlib import Path
@@ -6,36 +10,76 @@ from pathlib import Path
 from ..data.locate import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+KINDS = ("fluorescence", "brightfield", "stained")
+
+
+def load_results(results_dir=None):
+    """Result dicts of every ``<name>.json`` with ``sets``, in the order their runs finished training."""
+    out = []
+    for path in sorted(Path(results_dir or RESULTS_DIR).glob("*.json")):
+        res = json.loads(path.read_text())
+        if "sets" in res:
+            out.append(res)
+    return sorted(out, key=lambda r: (r.get("train", {}).get("finished", 0), r["name"]))
+
+
+def chosen_variant(res, part):
+    """The variant that uses the validation-chosen post-processing without TTA (what ``predict`` does)."""
+    method = res["postprocess"].get("method", "cc")
+    want = ("watershed" if method == "watershed" else "connected components")
+    for v in res["sets"][part]["variants"]:
+        if v["name"].startswith("validation-chosen") and want in v["name"]:
+            return v
+    return res["sets"][part]["variants"][-1]
+
+
+def _cell(v, kind=None):
+    if v is None:
+        return "—"
+    m = v["overall"] if kind is None else v["by_kind"].get(kind)
+    if not m:
+        return "—"
+    return f"{m['dsb_score']:.3f}" if kind is None else f"{m['dsb_score']:.3f} ({m['n_pred']:.0f}/{m['n_true']:.0f})"
 
 
 def render_ablation(results_dir=None):
-    """Markdown tables of every ``<recipe>.json`` written by ``benchmarks/recipes.py evaluate``.
-
-    Parameters
-    ----------
-    results_dir : str or Path, optional
-        Default: the repository's ``benchmarks/results``.
+    """Markdown: the ablation table (one row per recipe step) and the final step's post-processing table.
 
     Returns
     -------
     str
         Markdown; a one-line note when there are no results.
     """
-    lines = []
-    for path in sorted(Path(results_dir or RESULTS_DIR).glob("*.json")):
-        res = json.loads(path.read_text())
-        if "variants" not in res:
-            continue
+    results = load_results(results_dir)
+    if not results:
+        return "(no benchmark results yet: run `python benchmarks/recipes.py`)"
+    lines = ["DSB score (mean over images); in brackets objects found / true per image. **validation**: random "
+             "images of experiments the model trained on (they also chose epoch, threshold and instance method); "
+             "**test**: whole experiments left out of training, which chose nothing.", "",
+             "| recipe step | training | validation DSB | test DSB | test fluorescence | test stained "
+             "| validation brightfield |", "|---|---|---|---|---|---|---|"]
+    for res in results:
         t = res.get("train", {})
-        lines += [f"**recipe `{res['recipe']}`** — best.pt from epoch {res['epochs']}"
-                  + (f" of {t['epochs']}, {t['train_seconds_total'] / 60:.1f} min of training" if t else "")
-                  + f"; validation split: {res['n_val']} images it never trained on "
-                  f"({res.get('split', 'seeded random split by image id')}); an all-background prediction "
-                  f"scores pixel accuracy {res['all_background_pixel_accuracy']:.3f}.",
-                  "", "| post-processing | DSB score | AP50 | IoU | Dice | pixel acc. | objects found / true |",
-                  "|---|---|---|---|---|---|---|"]
-        for v in res["variants"]:
-            lines.append(f"| {v['name']} | {v['dsb_score']:.3f} | {v['ap50']:.3f} | {v['iou']:.3f} | {v['dice']:.3f} "
-                         f"| {v['pixel_accuracy']:.3f} | {v['n_pred']:.1f} / {v['n_true']:.1f} |")
-        lines.append("")
-    return "\n".join(lines) or "(no benchmark results yet: run `python benchmarks/recipes.py`)"
+        val, test = (chosen_variant(res, p) if p in res["sets"] else None for p in ("val", "test"))
+        lines.append(f"| {t.get('step', res['name'])} (`{res['name']}`) | {res['epochs']} epochs"
+                     + (f", {t['train_seconds_total'] / 60:.1f} min" if t else "")
+                     + f" | {_cell(val)} | {_cell(test)} | {_cell(test, 'fluorescence')} | {_cell(test, 'stained')} "
+                     f"| {_cell(val, 'brightfield')} |")
+    final = results[-1]
+    sets = final["sets"]
+    lines += ["", f"Post-processing of the last step (`{final['name']}`): threshold "
+              f"{final['postprocess'].get('threshold')}, {final['postprocess'].get('method')} chosen on validation; "
+              + ", ".join(f"{p} {sets[p]['n']} images ({', '.join(f'{n} {k}' for k, n in sets[p]['n_by_kind'].items() if n)}, "
+                          f"all-background pixel accuracy {sets[p]['all_background_pixel_accuracy']:.3f})" for p in sets)
+              + (f"; test experiments: {', '.join(final['test_groups'])}" if final.get("test_groups") else "")
+              + (f"; not held out: " + "; ".join(f"{k}: {v}" for k, v in final["not_held_out"].items())
+                 if final.get("not_held_out") else "") + ".", "",
+              "| post-processing | " + " | ".join(f"{p} DSB | {p} AP50 | {p} pixel acc." for p in sets) + " |",
+              "|---|" + "---|---|---|" * len(sets)]
+    for i, v in enumerate(sets[next(iter(sets))]["variants"]):
+        cells = []
+        for p in sets:
+            m = sets[p]["variants"][i]["overall"]
+            cells += [f"{m['dsb_score']:.3f}", f"{m['ap50']:.3f}", f"{m['pixel_accuracy']:.3f}"]
+        lines.append(f"| {v['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

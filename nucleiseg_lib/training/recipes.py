@@ -38,7 +38,7 @@ class TrainConfig:
     max_images: int = 0           # 0 = all training images
     repeats: int = 1              # crops drawn per training image per epoch
     num_workers: int = -1         # -1 = pick for this machine
-    amp: str = "auto"             # "auto" (fp16 on CUDA), "bf16", "off"
+    amp: str = "auto"             # "auto" (fp16 on CUDA, bf16 on a CPU that has it natively), "bf16", "fp16", "off"
     channels_last: bool = False   # NHWC memory format (1.5x faster bf16 steps on this CPU: benchmarks/speed.py)
     extra: dict = field(default_factory=dict)
 
@@ -65,14 +65,14 @@ class TrainConfig:
 RECIPES = {
     "smoke": TrainConfig(recipe="smoke", base=8, batch_norm=True, targets=("mask", "contour"), mode="crop",
                          size=128, batch_size=4, epochs=4, lr=2e-3, loss="bce+dice", augment=True,
-                         max_images=32, repeats=2, scale=(0.7, 1.4)),
+                         max_images=32, repeats=2, scale=(0.7, 1.4), split="experiments"),
     "original": TrainConfig(recipe="original", base=32, mode="resize", size=256, batch_size=4, epochs=14, lr=1e-4),
     "cpu": TrainConfig(recipe="cpu", base=16, batch_norm=True, targets=("mask", "contour"), mode="crop", size=256,
                        batch_size=4, epochs=25, lr=1e-3, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
-                       augment=True, amp="bf16", channels_last=True),
+                       augment=True, amp="auto", split="experiments"),
     "gpu": TrainConfig(recipe="gpu", base=64, batch_norm=False, targets=("mask", "contour"), mode="crop", size=256,
                        batch_size=8, epochs=100, lr=3e-4, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
-                       augment=True, channels_last=True),
+                       augment=True, channels_last=True, split="experiments"),
 }
 
 
