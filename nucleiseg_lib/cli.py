@@ -36,26 +36,26 @@ def load_data(spec, ids=None, progress=True):
 def cmd_train(a):
     import torch
 
-    from .data import data_hash, split_ids
+    from .data import data_hash
     from .inference import calibrate
-    from .training import Trainer, get_recipe
+    from .training import Trainer, TrainData, get_recipe, make_model
     profile = a.profile
     if profile == "auto":
         profile = "gpu" if torch.cuda.is_available() else "cpu"
     cfg = get_recipe(profile, epochs=a.epochs, base=a.base, size=a.size, batch_size=a.batch_size, seed=a.seed,
                      num_workers=a.workers, max_images=a.max_images)
     root, source, samples, ids = load_data(a.data, progress=not a.quiet)
-    train_ids, val_ids = split_ids(ids, cfg.val_fraction, cfg.seed)
+    info = dict(root=str(root), source=source, hash=data_hash(root), n_images=len(ids))
+    data = TrainData.from_config(samples, cfg, ids, info=info)
     if a.val_list:
         val_ids = read_id_list(a.val_list, ids)
-        train_ids = [i for i in ids if i not in set(val_ids)]
+        data = TrainData(samples, [i for i in ids if i not in set(val_ids)], val_ids, method="list", info=info)
     if source == "synthetic":
         print("WARNING: training on SYNTHETIC data")
-    info = dict(root=str(root), source=source, hash=data_hash(root), n_images=len(ids))
     trainer = Trainer(a.run, cfg, progress=not a.quiet)
-    history = trainer.fit(samples, train_ids, val_ids, data_info=info)
-    if val_ids and not a.no_calibrate:
-        chosen = calibrate(trainer.best, samples, val_ids, progress=not a.quiet)
+    history = trainer.fit(make_model(cfg), data)
+    if data.val_ids and not a.no_calibrate:
+        chosen = calibrate(trainer.best, samples, data.val_ids, progress=not a.quiet)
         print(f"chosen on the validation split: threshold {chosen['threshold']}, {chosen['method']} "
               f"(val DSB score {chosen['val_dsb_score']:.3f}); stored in {trainer.best}")
     print(f"{len(history)} epochs in {a.run}")

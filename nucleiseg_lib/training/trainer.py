@@ -20,7 +20,6 @@ import torch
 from ..data.dataset import NucleiDataset
 from ..errors import CheckpointError
 from ..metrics import iou as iou_metric
-from ..model import UNet
 from .checkpoint import load_checkpoint, save_checkpoint, save_json
 from .losses import segmentation_loss
 
@@ -59,18 +58,16 @@ class Trainer:
 
     Examples
     --------
-    >>> trainer = Trainer("runs/demo", get_recipe("smoke"))      # doctest: +SKIP
-    >>> history = trainer.fit(samples, train_ids, val_ids)       # doctest: +SKIP
+    >>> config = get_recipe("smoke")                                        # doctest: +SKIP
+    >>> model = make_model(config)                                          # doctest: +SKIP
+    >>> data = TrainData.from_config(samples, config)                       # doctest: +SKIP
+    >>> history = Trainer("runs/demo", config).fit(model, data)             # doctest: +SKIP
     """
 
     def __init__(self, run_dir, config, device=None, progress=True, log=print):
         self.run_dir, self.cfg = Path(run_dir), config
         self.device, self.progress, self.log = pick_device(device), progress, log
         self.last, self.best = self.run_dir / "last.pt", self.run_dir / "best.pt"
-
-    def _model_config(self):
-        return dict(in_channels=3, out_channels=len(self.cfg.targets), base=self.cfg.base,
-                    batch_norm=self.cfg.batch_norm)
 
     def _loaders(self, samples, train_ids, val_ids):
         cfg = self.cfg
@@ -84,16 +81,19 @@ class Trainer:
         val_ds = NucleiDataset(samples, val_ids, mode=val_mode, size=cfg.size, targets=cfg.targets, seed=cfg.seed)
         return train_ds, val_ds, workers
 
-    def fit(self, samples, train_ids, val_ids, data_info=None):
-        """Train for ``config.epochs`` epochs in total, resuming from ``last.pt`` if present.
+    def fit(self, model, data):
+        """Train `model` for ``config.epochs`` epochs in total, resuming from ``last.pt`` if present.
 
         Parameters
         ----------
-        samples : mapping id -> (image, labels)
-            E.g. ``SampleCache(root).load_all()``.
-        train_ids, val_ids : list of str
-        data_info : dict, optional
-            Stored in the checkpoint (data folder, synthetic or not, hash).
+        model : UNet
+            E.g. ``make_model(config)``; trained in place (moved to the trainer's
+            device). Its inputs and outputs must fit the config (``in_channels``,
+            one output per target). When the run folder holds a ``last.pt``, its
+            weights replace the model's, so that training continues exactly.
+        data : TrainData
+            The samples and their train / validation / test split; the test
+            images are only stored in the checkpoint, never looked at.
 
         Returns
         -------
@@ -102,12 +102,14 @@ class Trainer:
             ``val_loss``, ``val_iou``, ``lr``, ``seconds``).
         """
         cfg, dev = self.cfg, self.device
+        self._check_model(model)
+        train_ids, val_ids = data.train_ids, data.val_ids
         if cfg.max_images and cfg.max_images < len(train_ids):
             pick = np.random.default_rng(cfg.seed).choice(len(train_ids), cfg.max_images, replace=False)
             train_ids = sorted(train_ids[i] for i in pick)
         torch.manual_seed(cfg.seed)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        model = UNet(**self._model_config()).to(dev, memory_format=self.memory_format)
+        model = model.to(dev, memory_format=self.memory_format)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         use_scaler = dev.type == "cuda" and cfg.amp in ("auto", "fp16")
         scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
@@ -120,8 +122,9 @@ class Trainer:
         if start >= cfg.epochs:
             self.log(f"{self.last} is already trained for {start} epochs; ask for more with a larger --epochs")
             return history
+        samples, data_info = data.samples, data.info
         train_ds, val_ds, workers = self._loaders(samples, train_ids, val_ids)
-        split = dict(train=list(train_ids), val=list(val_ids))
+        split = {**data.split(), "train": list(train_ids)}
         for epoch in range(start, cfg.epochs):
             t0 = time.time()
             for g in opt.param_groups:
@@ -142,6 +145,15 @@ class Trainer:
             self.log(f"  train_loss {train_loss:.4f}  val_loss {_fmt(val_loss)}  val_iou {_fmt(val_iou)}  "
                      f"({history[-1]['seconds']:.1f} s)", flush=True)
         return history
+
+    def _check_model(self, model):
+        cfg = self.cfg
+        want = dict(in_channels=cfg.in_channels, out_channels=len(cfg.targets))
+        have = {k: getattr(model, "config", {}).get(k) for k in want}
+        if have != want:
+            raise ValueError(f"the model takes {have['in_channels']} input and gives {have['out_channels']} output "
+                             f"channels, but the config trains {want['in_channels']} -> {want['out_channels']} "
+                             f"(targets {list(cfg.targets)}); build it with make_model(config)")
 
     def _restore(self, state, model, opt, scaler):
         try:
