@@ -180,3 +180,25 @@ def receptive_field(model):
     """
     spans = [input_span(model, p) for p in range(2 ** model.depth)]
     return max(hi - lo + 1 for lo, hi in spans)
+
+
+def fingerprint(model):
+    """A short hash of the model's weights: equal fingerprints mean equal weights.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    str
+        12 hexadecimal digits of the SHA-256 of every tensor of the state dict,
+        taken in order, on the CPU, as float32 (so a model moved to another device or
+        memory format keeps its fingerprint).
+    """
+    import hashlib
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]

@@ -55,3 +55,15 @@ def test_input_span_matches_what_changes_the_output():
             changed = ds[(model(x)[:, 0, 4, c] - model(base)[:, 0, 4, c]).abs() > 1e-4]
         lo, hi = input_span(model, off)
         assert (int(changed.min()), int(changed.max())) == (lo - off, hi - off)
+
+
+def test_fingerprint_follows_the_weights():
+    from nucleiseg_lib.model import fingerprint
+    torch.manual_seed(0)
+    a = UNet(base=4)
+    torch.manual_seed(0)
+    b = UNet(base=4).to(memory_format=torch.channels_last)
+    assert fingerprint(a) == fingerprint(b) and len(fingerprint(a)) == 12
+    with torch.no_grad():
+        b.head.bias += 1e-3
+    assert fingerprint(a) != fingerprint(b)

@@ -69,17 +69,35 @@ class Trainer:
         self.device, self.progress, self.log = pick_device(device), progress, log
         self.last, self.best = self.run_dir / "last.pt", self.run_dir / "best.pt"
 
-    def _loaders(self, samples, train_ids, val_ids):
+    def training_ids(self, data):
+        """The training images used: all of ``data.train_ids``, or the recipe's seeded ``max_images`` of them."""
+        cfg, train_ids = self.cfg, data.train_ids
+        if cfg.max_images and cfg.max_images < len(train_ids):
+            pick = np.random.default_rng(cfg.seed).choice(len(train_ids), cfg.max_images, replace=False)
+            train_ids = sorted(train_ids[i] for i in pick)
+        return train_ids
+
+    def datasets(self, data):
+        """The training and validation datasets, as the trainer builds them.
+
+        Parameters
+        ----------
+        data : TrainData
+
+        Returns
+        -------
+        train_ds, val_ds : NucleiDataset
+            ``train_ds[i]`` is an augmented crop ``x`` (C, size, size) with its
+            targets ``y`` (len(targets), size, size); ``val_ds`` holds whole images.
+        """
         cfg = self.cfg
-        # on a CPU, loader workers compete with the training threads for the same cores (benchmarks/speed.py:
-        # 30 steps took 1.11x the in-memory time in-process, 1.24x with one worker on 2 cores)
-        auto = min(4, os.cpu_count() or 1) if self.device.type == "cuda" else 0
-        workers = cfg.num_workers if cfg.num_workers >= 0 else auto
-        train_ds = NucleiDataset(samples, train_ids, mode=cfg.mode, size=cfg.size, augment=cfg.augment,
-                                 targets=cfg.targets, seed=cfg.seed, scale=cfg.scale, repeats=cfg.repeats)
+        train_ds = NucleiDataset(data.samples, self.training_ids(data), mode=cfg.mode, size=cfg.size,
+                                 augment=cfg.augment, targets=cfg.targets, seed=cfg.seed, scale=cfg.scale,
+                                 repeats=cfg.repeats)
         val_mode = "full" if cfg.mode == "crop" else cfg.mode
-        val_ds = NucleiDataset(samples, val_ids, mode=val_mode, size=cfg.size, targets=cfg.targets, seed=cfg.seed)
-        return train_ds, val_ds, workers
+        val_ds = NucleiDataset(data.samples, data.val_ids, mode=val_mode, size=cfg.size, targets=cfg.targets,
+                               seed=cfg.seed)
+        return train_ds, val_ds
 
     def fit(self, model, data):
         """Train `model` for ``config.epochs`` epochs in total, resuming from ``last.pt`` if present.
@@ -103,10 +121,7 @@ class Trainer:
         """
         cfg, dev = self.cfg, self.device
         self._check_model(model)
-        train_ids, val_ids = data.train_ids, data.val_ids
-        if cfg.max_images and cfg.max_images < len(train_ids):
-            pick = np.random.default_rng(cfg.seed).choice(len(train_ids), cfg.max_images, replace=False)
-            train_ids = sorted(train_ids[i] for i in pick)
+        train_ids, val_ids = self.training_ids(data), data.val_ids
         torch.manual_seed(cfg.seed)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         model = model.to(dev, memory_format=self.memory_format)
@@ -122,8 +137,11 @@ class Trainer:
         if start >= cfg.epochs:
             self.log(f"{self.last} is already trained for {start} epochs; ask for more with a larger --epochs")
             return history
-        samples, data_info = data.samples, data.info
-        train_ds, val_ds, workers = self._loaders(samples, train_ids, val_ids)
+        train_ds, val_ds = self.datasets(data)
+        # on a CPU, loader workers compete with the training threads for the same cores (benchmarks/speed.py:
+        # 30 steps took 1.11x the in-memory time in-process, 1.24x with one worker on 2 cores)
+        auto = min(4, os.cpu_count() or 1) if dev.type == "cuda" else 0
+        workers = cfg.num_workers if cfg.num_workers >= 0 else auto
         split = {**data.split(), "train": list(train_ids)}
         for epoch in range(start, cfg.epochs):
             t0 = time.time()
@@ -136,7 +154,7 @@ class Trainer:
                                 lr=opt.param_groups[0]["lr"], seconds=round(time.time() - t0, 2)))
             state = dict(model=model.state_dict(), optimizer=opt.state_dict(), scaler=scaler.state_dict(),
                          epoch=epoch + 1, history=history, config=cfg.to_dict(), model_config=model.config,
-                         rng=_rng_state(), split=split, data=data_info or {}, postprocess=None)
+                         rng=_rng_state(), split=split, data=dict(data.info), postprocess=None)
             save_checkpoint(state, self.last)
             best_so_far = max((h["val_iou"] for h in history[:-1] if h["val_iou"] is not None), default=-1)
             if not self.best.exists() or (val_iou is not None and val_iou > best_so_far) or not val_ids:
@@ -185,19 +203,27 @@ class Trainer:
         bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress)
         for x, y in loader:
             x = x.to(dev, non_blocking=True).contiguous(memory_format=self.memory_format)
-            y = y.to(dev, non_blocking=True)
-            with _autocast(dev, cfg.amp):
-                out = model(x)
-            loss = segmentation_loss(out, y, cfg.loss)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            loss = self.train_step(model, opt, x, y.to(dev, non_blocking=True), scaler)
             total, n = total + loss.item(), n + 1
             bar.set_postfix(loss=f"{total / n:.4f}", refresh=False)
             bar.update(1)
         bar.close()
         return total / max(n, 1)  # mean over batches, not the sum
+
+    def train_step(self, model, opt, x, y, scaler=None):
+        """One step: forward, loss, zero the gradients, backward, update. Returns the loss (a scalar Tensor)."""
+        with _autocast(self.device, self.cfg.amp):
+            out = model(x)
+        loss = segmentation_loss(out, y, self.cfg.loss)
+        opt.zero_grad(set_to_none=True)
+        if scaler is None:  # without a gradient scaler (fp16 on CUDA needs one)
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        return loss
 
     @torch.no_grad()
     def validate(self, model, ds):
