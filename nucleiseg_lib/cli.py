@@ -54,9 +54,8 @@ def cmd_train(a):
     import torch
 
     from .data import data_hash
-    from .data.split import make_split
     from .inference import calibrate
-    from .training import Trainer, TrainConfig, get_recipe
+    from .training import Trainer, TrainConfig, TrainData, get_recipe, make_model
     profile = a.profile
     if profile == "auto":
         profile = "gpu" if torch.cuda.is_available() else "cpu"
@@ -67,20 +66,20 @@ def cmd_train(a):
     cfg = get_recipe(profile, epochs=a.epochs, base=a.base, size=a.size, batch_size=a.batch_size, seed=a.seed,
                      num_workers=a.workers, max_images=a.max_images, **settings)
     root, source, samples, ids = load_data(a.data, progress=not a.quiet)
-    split = make_split(samples, ids, cfg)
+    info = dict(root=str(root), source=source, hash=data_hash(root), n_images=len(ids))
+    data = TrainData.from_config(samples, cfg, ids, info=info)
     if a.val_list:
         val_ids = read_id_list(a.val_list, ids)
-        split = dict(train=[i for i in ids if i not in set(val_ids)], val=val_ids, test=[], method="val-list")
-    if split["test"]:
-        print(f"split by experiments: {len(split['train'])} train, {len(split['val'])} validation, "
-              f"{len(split['test'])} test images ({', '.join(split['test_groups'])} held out)")
+        data = TrainData(samples, [i for i in ids if i not in set(val_ids)], val_ids, method="list", info=info)
+    print(f"split: {data}" + (f"; test experiments held out: {', '.join(data.details['test_groups'])}"
+                              if data.details.get("test_groups") else ""))
     if source == "synthetic":
         print("WARNING: training on SYNTHETIC data")
-    info = dict(root=str(root), source=source, hash=data_hash(root), n_images=len(ids))
     trainer = Trainer(a.run, cfg, progress=not a.quiet)
-    history = trainer.fit(samples, split["train"], split["val"], data_info=info, split=split)
-    if split["val"] and not a.no_calibrate:
-        chosen = calibrate(trainer.best, samples, split["val"], progress=not a.quiet, train_ids=split["train"])
+    history = trainer.fit(make_model(cfg), data)
+    if data.val_ids and not a.no_calibrate:
+        chosen = calibrate(trainer.best, samples, data.val_ids, progress=not a.quiet,
+                           train_ids=trainer.training_ids(data))
         print(f"chosen on the validation split: threshold {chosen['threshold']}, {chosen['method']} "
               f"(val DSB score {chosen['val_dsb_score']:.3f}); stored in {trainer.best}")
     print(f"{len(history)} epochs in {a.run}")

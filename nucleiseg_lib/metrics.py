@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 __all__ = [
     "DSB_THRESHOLDS", "pixel_accuracy", "iou", "dice", "precision", "recall",
     "iou_matrix", "match_instances", "average_precision", "dsb_score",
-    "evaluate_image", "summarize",
+    "evaluate_image", "summarize", "match_table", "summarize_groups",
 ]
 
 #: IoU thresholds of the DSB 2018 score: 0.50, 0.55, ..., 0.95 (10 values).
@@ -185,6 +185,38 @@ def dsb_score(true_labels, pred_labels):
     return float(np.mean([_ap(ious, t) for t in DSB_THRESHOLDS]))
 
 
+def match_table(true_labels, pred_labels, thresholds=DSB_THRESHOLDS):
+    """The DSB score of one image, threshold by threshold.
+
+    Parameters
+    ----------
+    true_labels, pred_labels : ndarray of int, shape (H, W)
+        Label maps; 0 is background.
+    thresholds : sequence of float, optional
+        IoU thresholds; default the ten of the DSB score, 0.50 to 0.95.
+
+    Returns
+    -------
+    list of dict
+        One per threshold: ``threshold``, ``tp``, ``fp``, ``fn`` (int) and
+        ``ap`` (float, ``TP / (TP + FP + FN)``). The mean of ``ap`` over the DSB
+        thresholds is :func:`dsb_score`.
+
+    Examples
+    --------
+    >>> true = np.array([[1, 1, 0, 2]])
+    >>> pred = np.array([[1, 1, 1, 0]])        # one nucleus too wide, one missed
+    >>> [(r["threshold"], r["tp"], r["fp"], r["fn"]) for r in match_table(true, pred, [0.5, 0.7])]
+    [(0.5, 1, 0, 1), (0.7, 0, 1, 2)]
+    """
+    ious = iou_matrix(true_labels, pred_labels)
+    rows = []
+    for t in thresholds:
+        tp, fp, fn = _match(ious, t) if ious.size else (0, ious.shape[1], ious.shape[0])
+        rows.append(dict(threshold=float(t), tp=tp, fp=fp, fn=fn, ap=float(_ap(ious, t))))
+    return rows
+
+
 def evaluate_image(pred_mask, true_mask, pred_labels, true_labels):
     """All metrics of one image.
 
@@ -239,3 +271,24 @@ def summarize(per_image):
                 out[key] = float(np.mean([d[key] for d in per_image]))
     out["n_images"] = len(per_image)
     return out
+
+
+def summarize_groups(per_image, groups):
+    """:func:`summarize` within each group of images (e.g. each kind of microscopy).
+
+    Parameters
+    ----------
+    per_image : list of dict
+        One dict per image, each with an ``id``.
+    groups : mapping id -> str
+        The group of every image.
+
+    Returns
+    -------
+    dict group -> dict
+        The :func:`summarize` of the group's images, groups in sorted order.
+    """
+    by_group = {}
+    for row in per_image:
+        by_group.setdefault(groups[row["id"]], []).append(row)
+    return {g: summarize(rows) for g, rows in sorted(by_group.items())}

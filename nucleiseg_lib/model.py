@@ -107,3 +107,98 @@ def trace_shapes(model, x):
         for h in hooks:
             h.remove()
     return shapes
+
+
+
+def _back(layer, lo, hi):
+    """Input positions [lo', hi'] (1-D) that output positions [lo, hi] of a conv layer depend on."""
+    k, s, d, p = layer.kernel_size[0], layer.stride[0], layer.dilation[0], layer.padding[0]
+    if isinstance(layer, nn.ConvTranspose2d):
+        return -((p + d * (k - 1) - lo) // s), (hi + p) // s  # ceil((lo + p - d(k-1)) / s), floor((hi + p) / s)
+    return lo * s - p, hi * s - p + d * (k - 1)
+
+
+def _back_block(block, lo, hi):
+    for layer in reversed(list(block)):
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            lo, hi = _back(layer, lo, hi)
+    return lo, hi
+
+
+def input_span(model, position):
+    """The input positions that one output position of the U-Net depends on, along one axis.
+
+    Follows the network backwards from the output: the 1x1 head, each decoder
+    block, the concatenation (the union of the skip connection's span and the
+    upsampled path's), the transposed convolutions, the bottleneck, and every
+    encoder block and 2x2 max-pool, as an interval of positions. The image is
+    taken as unbounded (no border).
+
+    Parameters
+    ----------
+    model : UNet
+    position : int
+        An output position (row or column index).
+
+    Returns
+    -------
+    (int, int)
+        First and last input position, inclusive.
+    """
+    lo, hi = _back(model.head, position, position)
+    skips = {}
+    for i in reversed(range(model.depth)):  # decoder block i runs at the resolution of encoder level depth-1-i
+        upsample, up = model.upsample[i], model.up[i]
+        lo, hi = _back_block(up, lo, hi)
+        skips[model.depth - 1 - i] = (lo, hi)  # the skip of encoder level depth-1-i feeds decoder block i
+        lo, hi = _back(upsample, lo, hi)
+    lo, hi = _back_block(model.bottleneck, lo, hi)
+    for level in reversed(range(model.depth)):
+        lo, hi = 2 * lo, 2 * hi + 1  # F.max_pool2d(x, 2): output p reads inputs 2p and 2p + 1
+        lo, hi = min(lo, skips[level][0]), max(hi, skips[level][1])
+        lo, hi = _back_block(model.down[level], lo, hi)
+    return lo, hi
+
+
+def receptive_field(model):
+    """Side, in input pixels, of the square that one output pixel of the U-Net depends on.
+
+    Computed from the layers (kernel sizes, strides, poolings; see
+    :func:`input_span`), for every alignment of the output pixel with the four
+    2x2 poolings, and the largest is returned: the field differs by a few pixels
+    with the pixel's position modulo ``2 ** depth``.
+
+    Parameters
+    ----------
+    model : UNet
+
+    Returns
+    -------
+    int
+        204 for the depth-4 U-Net of this library, at any width: an object
+        larger than that is never seen whole by one output pixel.
+    """
+    spans = [input_span(model, p) for p in range(2 ** model.depth)]
+    return max(hi - lo + 1 for lo, hi in spans)
+
+
+def fingerprint(model):
+    """A short hash of the model's weights: equal fingerprints mean equal weights.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    str
+        12 hexadecimal digits of the SHA-256 of every tensor of the state dict,
+        taken in order, on the CPU, as float32 (so a model moved to another device or
+        memory format keeps its fingerprint).
+    """
+    import hashlib
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]

@@ -7,7 +7,7 @@ import pytest
 
 from nucleiseg_lib.metrics import (
     DSB_THRESHOLDS, average_precision, dice, dsb_score, evaluate_image, iou,
-    iou_matrix, match_instances, pixel_accuracy, precision, recall, summarize,
+    iou_matrix, match_instances, match_table, pixel_accuracy, precision, recall, summarize, summarize_groups,
 )
 
 
@@ -195,3 +195,31 @@ def test_evaluate_image_and_summarize():
     assert type(s["n_true"]) is float
     json.dumps(s)
     assert summarize([]) == {"n_images": 0}
+
+
+def test_match_table_by_hand():
+    # true: two nuclei of 4 pixels; pred: the first with 3 of its pixels (IoU 3/4), the second shifted (IoU 2/6)
+    true = np.array([[1, 1, 0, 2, 2, 0],
+                     [1, 1, 0, 2, 2, 0]])
+    pred = np.array([[1, 1, 0, 0, 5, 5],
+                     [1, 0, 0, 0, 5, 5]])
+    rows = {round(r["threshold"], 2): r for r in match_table(true, pred)}
+    assert [rows[t]["tp"] for t in (0.5, 0.7, 0.75, 0.9)] == [1, 1, 0, 0]   # IoU 0.75 is not > 0.75
+    assert (rows[0.5]["fp"], rows[0.5]["fn"], rows[0.5]["ap"]) == (1, 1, pytest.approx(1 / 3))
+    assert (rows[0.8]["fp"], rows[0.8]["fn"], rows[0.8]["ap"]) == (2, 2, 0.0)
+    assert np.mean([r["ap"] for r in rows.values()]) == pytest.approx(dsb_score(true, pred))
+
+
+def test_match_table_of_empty_maps():
+    empty, one = np.zeros((3, 3), int), np.eye(3, dtype=int)
+    assert match_table(empty, empty, [0.5]) == [dict(threshold=0.5, tp=0, fp=0, fn=0, ap=1.0)]
+    assert match_table(one, empty, [0.5]) == [dict(threshold=0.5, tp=0, fp=0, fn=1, ap=0.0)]
+    assert match_table(empty, one, [0.5]) == [dict(threshold=0.5, tp=0, fp=1, fn=0, ap=0.0)]
+
+
+def test_summarize_groups():
+    rows = [dict(id="a", iou=0.2), dict(id="b", iou=0.4), dict(id="c", iou=1.0)]
+    out = summarize_groups(rows, {"a": "fluorescence", "b": "fluorescence", "c": "stained"})
+    assert list(out) == ["fluorescence", "stained"]
+    assert out["fluorescence"] == dict(iou=pytest.approx(0.3), n_images=2)
+    assert out["stained"] == dict(iou=1.0, n_images=1)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nucleiseg_lib.model import UNet, count_parameters, trace_shapes
+from nucleiseg_lib.model import UNet, count_parameters, input_span, receptive_field, trace_shapes
 
 
 def test_original_parameter_count():
@@ -21,3 +21,49 @@ def test_trace_shapes_follows_the_u():
     assert shapes["down[0]"] == (1, 4, 32, 32)
     assert shapes["bottleneck"] == (1, 64, 2, 2)
     assert shapes["head"] == (1, 1, 32, 32)
+
+
+def unet_of_depth(depth, **kw):
+    cls = type(f"UNet{depth}", (UNet,), {"depth": depth})
+    return cls(**kw)
+
+
+def test_input_span_of_a_one_level_unet_by_hand():
+    # output 0: decoder block [-2, 2]; transposed conv [-1, 1]; bottleneck [-3, 3]; pool [-6, 7]; block [-8, 9]
+    model = unet_of_depth(1, base=2)
+    assert input_span(model, 0) == (-8, 9)
+    assert input_span(model, 2) == (-6, 11)   # [0, 4] -> [0, 2] -> [-2, 4] -> [-4, 9] -> [-6, 11]
+    assert receptive_field(model) == 18
+
+
+def test_receptive_field_does_not_depend_on_width():
+    assert receptive_field(UNet(base=4)) == receptive_field(UNet(base=64, batch_norm=True)) == 204
+
+
+def test_input_span_matches_what_changes_the_output():
+    """A bright pixel changes output pixel c exactly when it lies inside the computed span."""
+    torch.manual_seed(0)
+    model = unet_of_depth(2, base=2).eval()
+    for p in model.parameters():  # positive weights: no cancellation, every ReLU open
+        p.data = p.data.abs() + 0.01
+    for off in range(4):
+        c, ds = 64 + off, torch.arange(-40, 41)
+        base = torch.rand(len(ds), 3, 8, 160) * 0.1
+        x = base.clone()
+        x[torch.arange(len(ds)), :, 4, c + ds] = 100.0
+        with torch.no_grad():
+            changed = ds[(model(x)[:, 0, 4, c] - model(base)[:, 0, 4, c]).abs() > 1e-4]
+        lo, hi = input_span(model, off)
+        assert (int(changed.min()), int(changed.max())) == (lo - off, hi - off)
+
+
+def test_fingerprint_follows_the_weights():
+    from nucleiseg_lib.model import fingerprint
+    torch.manual_seed(0)
+    a = UNet(base=4)
+    torch.manual_seed(0)
+    b = UNet(base=4).to(memory_format=torch.channels_last)
+    assert fingerprint(a) == fingerprint(b) and len(fingerprint(a)) == 12
+    with torch.no_grad():
+        b.head.bias += 1e-3
+    assert fingerprint(a) != fingerprint(b)

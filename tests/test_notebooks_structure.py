@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 COURSE = ["01_data_exploration", "02_mask_merging", "03_unet_build", "04_training", "05_threshold_and_accuracy"]
 BADGE = "https://colab.research.google.com/github/nucleiseg/nucleiseg/blob/main/notebooks/{}.ipynb"
+#: Tags of the skeleton cells, in the order they open every course notebook (``parameters`` is papermill's own).
+SKELETON_TAGS = ("skeleton-title", "skeleton-badge", "skeleton-setup", "skeleton-imports", "skeleton-parameters-note",
+                 "skeleton-parameters", "skeleton-setup-course")
 PARAMETERS = {
     "PROFILE": ("NUCLEISEG_PROFILE", "auto"),
     "DATA": ("NUCLEISEG_DATA_SPEC", "auto"),
@@ -82,13 +85,66 @@ def test_code_cells_are_plain_python(name):
                 pytest.fail(f"{name} cell {i}: {exc}")
 
 
-def test_notebooks_match_their_generator():
-    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "tools" / "make_notebooks.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
-    assert list(gen.NOTEBOOKS) == COURSE
-    stale = [n for n in COURSE if (NB_DIR / f"{n}.ipynb").read_text(encoding="utf-8") != gen.render(n)]
-    assert not stale, f"{stale} differ from tools/make_notebooks.py: edit it and run `python tools/make_notebooks.py`"
+def _clean_tool():
+    spec = importlib.util.spec_from_file_location("clean_notebooks", ROOT / "tools" / "clean_notebooks.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+@pytest.mark.parametrize("path", sorted(NB_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_stored_clean(path):
+    """The committed notebook is the source: stored exactly as tools/clean_notebooks.py writes it."""
+    assert path.read_text(encoding="utf-8") == _clean_tool().render(path), \
+        f"{path.name} is not stored clean: run `python tools/clean_notebooks.py` before committing"
+
+
+def test_no_second_source():
+    """One source per notebook: the .ipynb itself (the old generator of string literals is gone)."""
+    assert not (ROOT / "tools" / "make_notebooks.py").exists()
+    assert sorted(p.stem for p in NB_DIR.glob("0[1-5]_*.ipynb")) == COURSE
+
+
+@pytest.mark.parametrize("name", COURSE)
+def test_skeleton_cells_are_tagged_in_order(name):
+    """The shared cells carry tags so that tools (tools/notebook_skeleton.py) can find and rewrite them."""
+    cells = load(name).cells
+    tags = [next((t for t in c.metadata.get("tags", []) if t.startswith("skeleton-")), None) for c in cells]
+    assert tags[:len(SKELETON_TAGS)] == list(SKELETON_TAGS), f"{name}: the notebook must open with {SKELETON_TAGS}"
+    assert tags.count(None) == len(tags) - len(SKELETON_TAGS), f"{name}: a skeleton tag on a lesson cell"
+
+
+@pytest.mark.parametrize("tag", [t for t in SKELETON_TAGS if t not in ("skeleton-title", "skeleton-imports")])
+def test_skeleton_cells_agree_across_notebooks(tag):
+    """The setup, parameters and setup_course cells are the same in every notebook (the badge up to its name)."""
+    texts = {}
+    for name in COURSE:
+        cell = next(c for c in load(name).cells if tag in c.metadata.get("tags", []))
+        texts[name] = cell.source.replace(name, "<name>")
+    assert len(set(texts.values())) == 1, f"the {tag!r} cells differ: " + ", ".join(
+        n for n, t in texts.items() if t != texts[COURSE[0]])
+
+
+@pytest.mark.parametrize("name", COURSE)
+def test_ends_with_exercises_and_hidden_solutions(name):
+    """Two or three exercises at the end; each solution is a code cell (CI runs it) hidden by default."""
+    cells = load(name).cells
+    heading = max(i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("## Exercises"))
+    exercises = [c for c in cells[heading:] if "exercise" in c.metadata.get("tags", [])]
+    solutions = [c for c in cells[heading:] if "solution" in c.metadata.get("tags", [])]
+    assert 2 <= len(exercises) <= 3 and len(solutions) >= len(exercises)
+    for c in solutions:
+        assert c.cell_type == "code" and c.metadata.get("jupyter", {}).get("source_hidden") is True
+        assert c.metadata.get("cellView") == "form" and c.source.startswith("# @title Solution"), \
+            "Colab hides a cell's code only behind a form title"
+
+
+@pytest.mark.parametrize("name", COURSE)
+def test_cells_are_short(name):
+    """Readable top to bottom in a browser: no code cell over 15 lines."""
+    for i, cell in enumerate(load(name).cells):
+        if cell.cell_type == "code" and "skeleton-setup" not in cell.metadata.get("tags", []):
+            assert len(cell.source.splitlines()) <= 15, f"{name} cell {i} has {len(cell.source.splitlines())} lines"
 
 
 def _name(requirement):

@@ -14,8 +14,8 @@ import torch
 from nucleiseg_lib.data import SampleCache, list_samples, split_ids
 from nucleiseg_lib.data.synth import make_synthetic_dataset
 from nucleiseg_lib.errors import CheckpointError
-from nucleiseg_lib.training import (Trainer, build_model, get_recipe, load_checkpoint, save_checkpoint,
-                                    segmentation_loss)
+from nucleiseg_lib.training import (Trainer, TrainData, build_model, get_recipe, load_checkpoint, make_model,
+                                    save_checkpoint, segmentation_loss)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,8 +35,9 @@ def tiny_config(**kw):
 
 def fit(run, data, epochs):
     _, samples, train, val = data
-    return Trainer(run, tiny_config(epochs=epochs), device="cpu", progress=False, log=lambda *a, **k: None).fit(
-        samples, train, val)
+    cfg = tiny_config(epochs=epochs)
+    return Trainer(run, cfg, device="cpu", progress=False, log=lambda *a, **k: None).fit(
+        make_model(cfg), TrainData(samples, train, val))
 
 
 def strip_time(history):
@@ -75,10 +76,44 @@ def test_resume_is_exact(tmp_path, tiny_data):
 def test_resume_refuses_other_architecture(tmp_path, tiny_data):
     fit(tmp_path / "run", tiny_data, 1)
     _, samples, train, val = tiny_data
-    trainer = Trainer(tmp_path / "run", tiny_config(epochs=2, base=8), device="cpu", progress=False,
-                      log=lambda *a, **k: None)
+    cfg = tiny_config(epochs=2, base=8)
+    trainer = Trainer(tmp_path / "run", cfg, device="cpu", progress=False, log=lambda *a, **k: None)
     with pytest.raises(CheckpointError, match="last.pt.*base"):
-        trainer.fit(samples, train, val)
+        trainer.fit(make_model(cfg), TrainData(samples, train, val))
+
+
+def test_fit_trains_the_model_it_is_given(tmp_path, tiny_data):
+    _, samples, train, val = tiny_data
+    cfg = tiny_config(epochs=1)
+    model = make_model(cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = TrainData(samples, train[:-2], val, test_ids=train[-2:], info={"source": "synthetic"})
+    Trainer(tmp_path / "run", cfg, device="cpu", progress=False, log=lambda *a, **k: None).fit(model, data)
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items()), "the model was not trained"
+    assert all(torch.equal(state["model"][k], v) for k, v in model.state_dict().items())
+    assert state["split"]["test"] == sorted(train[-2:]) and state["split"]["method"] == "random"
+    assert state["data"] == {"source": "synthetic"}
+
+
+def test_fit_refuses_a_model_that_does_not_fit_the_config(tmp_path, tiny_data):
+    _, samples, train, val = tiny_data
+    cfg = tiny_config(epochs=1)
+    with pytest.raises(ValueError, match="make_model"):
+        Trainer(tmp_path / "run", cfg, device="cpu", progress=False).fit(
+            make_model(tiny_config(targets=("mask",))), TrainData(samples, train, val))
+
+
+def test_train_data_split():
+    samples = {f"id{i}": None for i in range(10)}
+    data = TrainData.from_config(samples, tiny_config(val_fraction=0.2))
+    assert (len(data.train_ids), len(data.val_ids), data.test_ids) == (8, 2, [])
+    assert data.split() == dict(train=data.train_ids, val=data.val_ids, test=[], method="random", groups={})
+    assert TrainData.from_split(samples, {"train": ["id0"], "val": ["id1"]}).test_ids == []
+    with pytest.raises(ValueError, match="two of"):
+        TrainData(samples, ["id0", "id1"], ["id1"])
+    with pytest.raises(ValueError, match="no sample"):
+        TrainData(samples, ["id0"], ["nope"])
 
 
 def test_build_model_checks_architecture(tmp_path, tiny_data):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .pdf import ReportError
 from .provenance import collect, data_info, now_utc, resolve_profile
+from .summary import summary_notebook
 
 PDF_NAME = "nucleiseg-report.pdf"
 HTML_NAME = "nucleiseg-report.html"
@@ -382,6 +383,10 @@ def run_course(profile=None, data=None, out="report", notebooks=None, *, run_dir
         finish("interrupted")
         raise
 
+    page = summary_notebook(run_dir)  # the results page (written by notebook 05) comes first, after the cover
+    if page is not None:
+        nbformat.write(page, executed_dir / "00_results_summary.ipynb")
+        executed.insert(0, executed_dir / "00_results_summary.ipynb")
     result = dict(out=str(out), pdf=None, html=None, executed=[str(p) for p in executed],
                   provenance=str(prov_path), timings=str(tim_path), pages=None, images=None,
                   data_source=dinfo["source"])

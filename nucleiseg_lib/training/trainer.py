@@ -20,7 +20,6 @@ import torch
 from ..data.dataset import NucleiDataset
 from ..errors import CheckpointError
 from ..metrics import iou as iou_metric
-from ..model import UNet
 from .checkpoint import load_checkpoint, save_checkpoint, save_json
 from .losses import segmentation_loss
 
@@ -80,8 +79,10 @@ class Trainer:
 
     Examples
     --------
-    >>> trainer = Trainer("runs/demo", get_recipe("smoke"))      # doctest: +SKIP
-    >>> history = trainer.fit(samples, train_ids, val_ids)       # doctest: +SKIP
+    >>> config = get_recipe("smoke")                                        # doctest: +SKIP
+    >>> model = make_model(config)                                          # doctest: +SKIP
+    >>> data = TrainData.from_config(samples, config)                       # doctest: +SKIP
+    >>> history = Trainer("runs/demo", config).fit(model, data)             # doctest: +SKIP
     """
 
     def __init__(self, run_dir, config, device=None, progress=True, log=print):
@@ -89,37 +90,49 @@ class Trainer:
         self.device, self.progress, self.log = pick_device(device), progress, log
         self.last, self.best = self.run_dir / "last.pt", self.run_dir / "best.pt"
 
-    def _model_config(self):
-        return dict(in_channels=self.cfg.in_channels, out_channels=len(self.cfg.targets), base=self.cfg.base,
-                    batch_norm=self.cfg.batch_norm)
+    def training_ids(self, data):
+        """The training images used: all of ``data.train_ids``, or the recipe's seeded ``max_images`` of them."""
+        cfg, train_ids = self.cfg, data.train_ids
+        if cfg.max_images and cfg.max_images < len(train_ids):
+            pick = np.random.default_rng(cfg.seed).choice(len(train_ids), cfg.max_images, replace=False)
+            train_ids = sorted(train_ids[i] for i in pick)
+        return train_ids
 
-    def _loaders(self, samples, train_ids, val_ids):
-        cfg = self.cfg
-        # on a CPU, loader workers compete with the training threads for the same cores (benchmarks/speed.py:
-        # 30 steps took 1.11x the in-memory time in-process, 1.24x with one worker on 2 cores)
-        auto = min(4, os.cpu_count() or 1) if self.device.type == "cuda" else 0
-        workers = cfg.num_workers if cfg.num_workers >= 0 else auto
-        train_ds = NucleiDataset(samples, train_ids, mode=cfg.mode, size=cfg.size, augment=cfg.augment,
-                                 targets=cfg.targets, seed=cfg.seed, scale=cfg.scale, repeats=cfg.repeats,
-                                 input=cfg.input)
-        val_mode = "full" if cfg.mode == "crop" else cfg.mode
-        val_ds = NucleiDataset(samples, val_ids, mode=val_mode, size=cfg.size, targets=cfg.targets, seed=cfg.seed,
-                               input=cfg.input)
-        return train_ds, val_ds, workers
-
-    def fit(self, samples, train_ids, val_ids, data_info=None, split=None):
-        """Train for ``config.epochs`` epochs in total, resuming from ``last.pt`` if present.
+    def datasets(self, data):
+        """The training and validation datasets, as the trainer builds them.
 
         Parameters
         ----------
-        samples : mapping id -> (image, labels)
-            E.g. ``SampleCache(root).load_all()``.
-        train_ids, val_ids : list of str
-        data_info : dict, optional
-            Stored in the checkpoint (data folder, synthetic or not, hash).
-        split : dict, optional
-            The whole split (``train``, ``val``, ``test``, ...; see :func:`data.split.make_split`),
-            stored in the checkpoint; default ``{"train": train_ids, "val": val_ids}``.
+        data : TrainData
+
+        Returns
+        -------
+        train_ds, val_ds : NucleiDataset
+            ``train_ds[i]`` is an augmented crop ``x`` (C, size, size) with its
+            targets ``y`` (len(targets), size, size); ``val_ds`` holds whole images.
+        """
+        cfg = self.cfg
+        train_ds = NucleiDataset(data.samples, self.training_ids(data), mode=cfg.mode, size=cfg.size,
+                                 augment=cfg.augment, targets=cfg.targets, seed=cfg.seed, scale=cfg.scale,
+                                 repeats=cfg.repeats, input=cfg.input)
+        val_mode = "full" if cfg.mode == "crop" else cfg.mode
+        val_ds = NucleiDataset(data.samples, data.val_ids, mode=val_mode, size=cfg.size, targets=cfg.targets,
+                               seed=cfg.seed, input=cfg.input)
+        return train_ds, val_ds
+
+    def fit(self, model, data):
+        """Train `model` for ``config.epochs`` epochs in total, resuming from ``last.pt`` if present.
+
+        Parameters
+        ----------
+        model : UNet
+            E.g. ``make_model(config)``; trained in place (moved to the trainer's
+            device). Its inputs and outputs must fit the config (``in_channels``,
+            one output per target). When the run folder holds a ``last.pt``, its
+            weights replace the model's, so that training continues exactly.
+        data : TrainData
+            The samples and their train / validation / test split; the test
+            images are only stored in the checkpoint, never looked at.
 
         Returns
         -------
@@ -128,12 +141,11 @@ class Trainer:
             ``val_loss``, ``val_iou``, ``lr``, ``seconds``).
         """
         cfg, dev = self.cfg, self.device
-        if cfg.max_images and cfg.max_images < len(train_ids):
-            pick = np.random.default_rng(cfg.seed).choice(len(train_ids), cfg.max_images, replace=False)
-            train_ids = sorted(train_ids[i] for i in pick)
+        self._check_model(model)
+        train_ids, val_ids = self.training_ids(data), data.val_ids
         torch.manual_seed(cfg.seed)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        model = UNet(**self._model_config()).to(dev, memory_format=self.memory_format)
+        model = model.to(dev, memory_format=self.memory_format)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         use_scaler = dev.type == "cuda" and resolve_amp(dev, cfg.amp) == torch.float16
         scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
@@ -146,8 +158,12 @@ class Trainer:
         if start >= cfg.epochs:
             self.log(f"{self.last} is already trained for {start} epochs; ask for more with a larger --epochs")
             return history
-        train_ds, val_ds, workers = self._loaders(samples, train_ids, val_ids)
-        split = dict(split or dict(train=list(train_ids), val=list(val_ids), test=[]))
+        train_ds, val_ds = self.datasets(data)
+        # on a CPU, loader workers compete with the training threads for the same cores (benchmarks/speed.py:
+        # 30 steps took 1.11x the in-memory time in-process, 1.24x with one worker on 2 cores)
+        auto = min(4, os.cpu_count() or 1) if dev.type == "cuda" else 0
+        workers = cfg.num_workers if cfg.num_workers >= 0 else auto
+        split = {**data.split(), "train": list(train_ids)}
         for epoch in range(start, cfg.epochs):
             t0 = time.time()
             for g in opt.param_groups:
@@ -159,7 +175,7 @@ class Trainer:
                                 lr=opt.param_groups[0]["lr"], seconds=round(time.time() - t0, 2)))
             state = dict(model=model.state_dict(), optimizer=opt.state_dict(), scaler=scaler.state_dict(),
                          epoch=epoch + 1, history=history, config=cfg.to_dict(), model_config=model.config,
-                         rng=_rng_state(), split=split, data=data_info or {}, postprocess=None)
+                         rng=_rng_state(), split=split, data=dict(data.info), postprocess=None)
             save_checkpoint(state, self.last)
             best_so_far = max((h["val_iou"] for h in history[:-1] if h["val_iou"] is not None), default=-1)
             if not self.best.exists() or (val_iou is not None and val_iou > best_so_far) or not val_ids:
@@ -168,6 +184,15 @@ class Trainer:
             self.log(f"  train_loss {train_loss:.4f}  val_loss {_fmt(val_loss)}  val_iou {_fmt(val_iou)}  "
                      f"({history[-1]['seconds']:.1f} s)", flush=True)
         return history
+
+    def _check_model(self, model):
+        cfg = self.cfg
+        want = dict(in_channels=cfg.in_channels, out_channels=len(cfg.targets))
+        have = {k: getattr(model, "config", {}).get(k) for k in want}
+        if have != want:
+            raise ValueError(f"the model takes {have['in_channels']} input and gives {have['out_channels']} output "
+                             f"channels, but the config trains {want['in_channels']} -> {want['out_channels']} "
+                             f"(targets {list(cfg.targets)}); build it with make_model(config)")
 
     def _restore(self, state, model, opt, scaler):
         try:
@@ -199,19 +224,27 @@ class Trainer:
         bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress)
         for x, y in loader:
             x = x.to(dev, non_blocking=True).contiguous(memory_format=self.memory_format)
-            y = y.to(dev, non_blocking=True)
-            with _autocast(dev, cfg.amp):
-                out = model(x)
-            loss = segmentation_loss(out, y, cfg.loss)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            loss = self.train_step(model, opt, x, y.to(dev, non_blocking=True), scaler)
             total, n = total + loss.item(), n + 1
             bar.set_postfix(loss=f"{total / n:.4f}", refresh=False)
             bar.update(1)
         bar.close()
         return total / max(n, 1)  # mean over batches, not the sum
+
+    def train_step(self, model, opt, x, y, scaler=None):
+        """One step: forward, loss, zero the gradients, backward, update. Returns the loss (a scalar Tensor)."""
+        with _autocast(self.device, self.cfg.amp):
+            out = model(x)
+        loss = segmentation_loss(out, y, self.cfg.loss)
+        opt.zero_grad(set_to_none=True)
+        if scaler is None:  # without a gradient scaler (fp16 on CUDA needs one)
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        return loss
 
     @torch.no_grad()
     def validate(self, model, ds):
