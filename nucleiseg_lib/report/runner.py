@@ -18,6 +18,7 @@ import re
 import time
 from pathlib import Path
 
+from ..fileio import atomic_write
 from .pdf import ReportError
 from .provenance import collect, data_info, now_utc, resolve_profile
 
@@ -175,10 +176,8 @@ def cell_timings(nb, top=5):
 
 
 def _write_json(path, obj):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as f:
+        f.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def _rel(path, base):

@@ -18,25 +18,16 @@ import numpy as np
 import torch
 
 from ..data.dataset import NucleiDataset
+from ..device import autocast_for, pick_device  # noqa: F401  (pick_device: re-exported by training)
 from ..errors import CheckpointError
 from ..metrics import iou as iou_metric
 from ..model import UNet
+from ..progress import progress_bar
 from .checkpoint import load_checkpoint, save_checkpoint, save_json
 from .losses import segmentation_loss
 
 
-def pick_device(device=None):
-    """``torch.device``: the one asked for, else CUDA when present, else CPU."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _autocast(device, amp):
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return torch.autocast(device.type, enabled=False)
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+_autocast = autocast_for   # the old private name (benchmarks of earlier versions)
 
 
 def _lr_at(cfg, epoch):
@@ -159,7 +150,6 @@ class Trainer:
         return model
 
     def _train_epoch(self, model, opt, scaler, ds, epoch, workers):
-        from tqdm.auto import tqdm
         cfg, dev = self.cfg, self.device
         ds.set_epoch(epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -170,7 +160,7 @@ class Trainer:
         model.train()
         total, n = 0.0, 0
         # tqdm(total=...) and update(): wrapping the loader itself would start its workers twice
-        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress)
+        bar = progress_bar(total=len(loader), progress=self.progress, desc=f"epoch {epoch + 1}", leave=False)
         for x, y in loader:
             x = x.to(dev, non_blocking=True).contiguous(memory_format=self.memory_format)
             y = y.to(dev, non_blocking=True)
