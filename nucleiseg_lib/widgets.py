@@ -12,14 +12,12 @@ import io
 
 import numpy as np
 
-from .inference.postprocess import find_threshold, label_instances
+from .inference.postprocess import RULE_LABELS, postprocess_proba, postprocess_settings, rule_threshold
 from .metrics import evaluate_image
 from .viz import PRED_COLOUR, STAMP, error_map, overlay_outline
 
 #: Dropdown entries: label shown -> threshold rule (see ``find_threshold``); "manual" follows the slider.
-RULES = {"manual (slider)": "manual", "fixed 0.5": "fixed", "max/10 (original project)": "relative",
-         "Otsu": "otsu", "validation-optimal": "validation"}
-DEFAULT_POSTPROCESS = dict(threshold=0.5, method="cc", min_size=8, contour_threshold=0.5)
+RULES = {RULE_LABELS[r]: r for r in ("manual", "fixed", "relative", "otsu", "validation")}
 
 
 class ThresholdApp:
@@ -29,7 +27,8 @@ class ThresholdApp:
     ----------
     predictor : Predictor or None
         Gives the probability map (unless `prob` is given) and the post-processing
-        (instance method, validation-chosen threshold). None: defaults.
+        (instance method, validation-chosen threshold). None: the defaults a model with
+        ``prob``'s channels would have (:func:`~nucleiseg_lib.inference.postprocess_settings`).
     image : ndarray, shape (H, W, 3), float in [0, 1]
     true_labels : ndarray, shape (H, W), int, optional
         Ground truth; without it only the nucleus count is reported.
@@ -62,9 +61,7 @@ class ThresholdApp:
             prob = predictor.predict_proba(self.image)
         prob = np.asarray(prob, np.float32)
         self.prob = prob[None] if prob.ndim == 2 else prob
-        self.postprocess = dict(DEFAULT_POSTPROCESS)
-        if predictor is not None:
-            self.postprocess.update(predictor.postprocess)
+        self.postprocess = postprocess_settings(self.prob.shape[0], getattr(predictor, "postprocess", None))
         self.synthetic = synthetic
         self._widget = None
         self._busy = False
@@ -73,9 +70,8 @@ class ThresholdApp:
 
     # ---- computing -------------------------------------------------------
     def threshold_for(self, rule):
-        """The threshold a rule gives on this image."""
-        value = self.postprocess["threshold"] if rule == "validation" else 0.5
-        return find_threshold(self.prob[0], rule, value)
+        """The threshold a rule gives on this image (:func:`~nucleiseg_lib.inference.rule_threshold`)."""
+        return rule_threshold(self.prob[0], rule, self.postprocess)
 
     def update(self, threshold=None, rule=None):
         """Re-threshold, relabel and rescore; refresh the widget if it exists.
@@ -99,11 +95,8 @@ class ThresholdApp:
             self.rule, self.threshold = rule, self.threshold_for(rule)
         elif not hasattr(self, "threshold"):
             self.rule, self.threshold = "manual", 0.5
-        pp = self.postprocess
-        contour = self.prob[1] if self.prob.shape[0] > 1 else None
-        self.mask = self.prob[0] > self.threshold
-        self.labels = label_instances(self.prob[0], self.threshold, contour, pp["method"], pp["min_size"],
-                                      pp["contour_threshold"])
+        seg = postprocess_proba(self.prob, self.postprocess, self.threshold)
+        self.mask, self.labels = seg["mask"], seg["labels"]
         m = dict(threshold=self.threshold, rule=self.rule, n_pred=int(len(np.unique(self.labels[self.labels > 0]))))
         if self.true_labels is not None:
             r = evaluate_image(self.mask, self.true_labels > 0, self.labels, self.true_labels)
