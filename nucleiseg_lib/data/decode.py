@@ -105,10 +105,9 @@ def _decode_tiff(data, name, max_pixels, min_side):
             if extra:
                 what = ", ".join(f"{n} {TIFF_AXES.get(a, 'planes')}" for a, n in extra)
                 total = int(np.prod([n for _, n in extra]))
-                raise DataError(name, f"is a stack of {total} images ({what}: a stack of {total} frames, shape {shape}), not a "
-                                      "single 2-D image; "
-                                      "save one plane (e.g. the nuclear stain, or a maximum projection) as its own PNG "
-                                      "or TIFF and upload that")
+                raise DataError(name, f"is a stack of {total} images ({what}: a stack of {total} frames, shape "
+                                      f"{shape}), not a single 2-D image; save one plane (e.g. the nuclear stain, "
+                                      "or a maximum projection) as its own PNG or TIFF and upload that")
             _check_size(name, shape[axes.index("X")], shape[axes.index("Y")], max_pixels, min_side)
             arr = series.asarray()
     except DataError:

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from ..fileio import atomic_write
-from .pdf import ReportError
+from .chromium import ReportError
+from .printable import cell_tags
 from .provenance import collect, data_info, now_utc, resolve_profile
 
 PDF_NAME = "nucleiseg-report.pdf"
@@ -118,18 +119,14 @@ def _kernel_environment(params):
         os.environ.update(saved)
 
 
-def _tags(cell):
-    return set(cell.get("metadata", {}).get("tags", []) or [])
-
-
 def _clean_cells(nb):
     """Cells without papermill's error markers: the notebook as it was executed."""
-    return [c for c in nb.cells if "papermill-error-cell-tag" not in _tags(c)]
+    return [c for c in nb.cells if "papermill-error-cell-tag" not in cell_tags(c)]
 
 
 def _source_number(cells, index):
     """1-based number in the source notebook of executed cell `index` (the injected cell is not there)."""
-    injected = next((i for i, c in enumerate(cells) if "injected-parameters" in _tags(c)), None)
+    injected = next((i for i, c in enumerate(cells) if "injected-parameters" in cell_tags(c)), None)
     return index + 1 - (1 if injected is not None and injected < index else 0)
 
 
@@ -147,7 +144,7 @@ def locate_failure(nb):
     """
     cells = _clean_cells(nb)
     for i, c in enumerate(cells):
-        if c.cell_type != "code" or "raises-exception" in _tags(c):
+        if c.cell_type != "code" or "raises-exception" in cell_tags(c):
             continue
         for o in c.get("outputs", []):
             clean_exit = o.get("ename") == "SystemExit" and o.get("evalue") in ("", "0")
@@ -165,7 +162,7 @@ def cell_timings(nb, top=5):
     cells = _clean_cells(nb)
     rows = []
     for i, c in enumerate(cells):
-        if c.cell_type != "code" or "injected-parameters" in _tags(c):
+        if c.cell_type != "code" or "injected-parameters" in cell_tags(c):
             continue
         d = c.get("metadata", {}).get("papermill", {}).get("duration")
         if d is not None:
@@ -310,7 +307,7 @@ def run_course(profile=None, data=None, out="report", notebooks=None, *, run_dir
     paths = list_notebooks(folder, notebooks)
     chromium = None
     if pdf:
-        from .pdf import find_chromium
+        from .chromium import find_chromium
         chromium = find_chromium()  # fail now, not after hours of training
 
     out = Path(out).resolve()
