@@ -108,31 +108,8 @@ class ThresholdApp:
         return m
 
     def render_png(self, width=10.0):
-        """The current figure as PNG bytes (made without pyplot, so nothing piles up)."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        panels = 3 if self.true_labels is not None else 2
-        fig = Figure(figsize=(width, width / panels + 0.4), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(1, panels)
-        im = axes[0].imshow(self.prob[0], cmap="magma", vmin=0, vmax=1)
-        axes[0].contour(self.prob[0], levels=[self.threshold], colors="cyan", linewidths=0.8)
-        axes[0].set_title(f"probability, threshold {self.threshold:.3f}", fontsize=9)
-        fig.colorbar(im, ax=axes[0], fraction=0.046)
-        axes[1].imshow(overlay_outline(self.image, self.labels, PRED_COLOUR))
-        axes[1].set_title(f"prediction: {self.metrics['n_pred']} nuclei", fontsize=9)
-        if self.true_labels is not None:
-            axes[2].imshow(error_map(self.mask, self.true_labels > 0))
-            axes[2].set_title(f"errors vs truth ({self.metrics['n_true']} nuclei): FP red, FN blue", fontsize=9)
-        for ax in axes:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        if self.synthetic:
-            fig.text(0.5, 0.5, STAMP, ha="center", va="center", rotation=15, fontsize=40, color="red", alpha=0.4,
-                     fontweight="bold")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
-        return buf.getvalue()
+        """The current figure as PNG bytes (:func:`threshold_figure_png`)."""
+        return threshold_figure_png(self, width)
 
     def metrics_html(self):
         """The scores as a short HTML line."""
@@ -197,3 +174,35 @@ def threshold_slider(predictor, image, true_labels=None, prob=None, rule="valida
         or ``.update(rule="otsu")`` to drive it from code; read ``.metrics``.
     """
     return ThresholdApp(predictor, image, true_labels, prob, rule, synthetic)
+
+
+def threshold_figure_png(app, width=10.0):
+    """A :class:`ThresholdApp`'s figure as PNG bytes (made without pyplot, so nothing piles up).
+
+    Probability map with the threshold's contour; predicted outlines; with ground truth,
+    the pixel errors. `width` in inches.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    panels = 3 if app.true_labels is not None else 2
+    fig = Figure(figsize=(width, width / panels + 0.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, panels)
+    im = axes[0].imshow(app.prob[0], cmap="magma", vmin=0, vmax=1)
+    axes[0].contour(app.prob[0], levels=[app.threshold], colors="cyan", linewidths=0.8)
+    axes[0].set_title(f"probability, threshold {app.threshold:.3f}", fontsize=9)
+    fig.colorbar(im, ax=axes[0], fraction=0.046)
+    axes[1].imshow(overlay_outline(app.image, app.labels, PRED_COLOUR))
+    axes[1].set_title(f"prediction: {app.metrics['n_pred']} nuclei", fontsize=9)
+    if app.true_labels is not None:
+        axes[2].imshow(error_map(app.mask, app.true_labels > 0))
+        axes[2].set_title(f"errors vs truth ({app.metrics['n_true']} nuclei): FP red, FN blue", fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if app.synthetic:
+        fig.text(0.5, 0.5, STAMP, ha="center", va="center", rotation=15, fontsize=40, color="red", alpha=0.4,
+                 fontweight="bold")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return buf.getvalue()

@@ -43,6 +43,16 @@ def shown_pictures(up, factor):
     return up._shown
 
 
+def apply_zoom(ui, shown_size=None):
+    """Fit the three images to the page, or show them one screen pixel per pixel (`shown_size` (h, w))."""
+    full = ui["zoom"].value == "full"
+    ui["grid"].layout.grid_template_columns = "repeat(3, max-content)" if full else "repeat(3, minmax(0, 1fr))"
+    ui["grid"].layout.overflow = "auto" if full else "visible"
+    for img, _ in ui["panels"].values():
+        img.layout.width, img.layout.max_width = (f"{shown_size[1]}px", "none") if full and shown_size \
+            else ("100%", "100%")
+
+
 def build_ui(threshold):
     """The page's widgets (a dict; ``root`` is the whole page), not yet connected to callbacks."""
     import ipywidgets as W
@@ -151,13 +161,7 @@ class SegmentApp(SegmentSession):
             self._ui["message"].value = message_html(body_html, kind)
 
     def _apply_zoom(self):
-        ui = self._ui
-        full = ui["zoom"].value == "full"
-        ui["grid"].layout.grid_template_columns = "repeat(3, max-content)" if full else "repeat(3, minmax(0, 1fr))"
-        ui["grid"].layout.overflow = "auto" if full else "visible"
-        shown = self.result.upload._shown.get("size") if self.result is not None else None
-        for img, _ in ui["panels"].values():
-            img.layout.width, img.layout.max_width = (f"{shown[1]}px", "none") if full and shown else ("100%", "100%")
+        apply_zoom(self._ui, self.result.upload._shown.get("size") if self.result is not None else None)
 
     # ---- callbacks (never raise: a problem becomes a message in the page)
     def _on_upload(self, change):
