@@ -11,7 +11,6 @@ marks the same pixels but took 0.164 s against 0.018 s on a 1392x1040 map of 125
 import io
 
 import numpy as np
-from scipy import ndimage
 
 from ..data.transforms import instance_contours
 
@@ -47,9 +46,10 @@ def outline_mask(labels_or_mask, thickness=1):
     """
     lab = np.asarray(labels_or_mask)
     lab = lab.astype(np.int32) if lab.dtype == bool else lab
-    edge = instance_contours(lab)
-    if thickness > 1:
-        edge = ndimage.binary_dilation(edge, iterations=thickness - 1) & (lab > 0) | edge
+    edge, inner = instance_contours(lab), lab
+    for _ in range(thickness - 1):   # peel the outline off and add the next ring inside
+        inner = np.where(edge, 0, inner)
+        edge = edge | instance_contours(inner)
     return edge
 
 
