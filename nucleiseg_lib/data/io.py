@@ -49,12 +49,12 @@ def read_image(path):
 
     Returns
     -------
-    ndarray, shape (H, W, 3), float32 in [0, 1]
+    image : ndarray, shape (H, W, 3), float32 in [0, 1]
 
     Raises
     ------
     DataError
-        Missing, empty, not an image, a stack of several planes, over :data:`MAX_PIXELS`.
+        The file is missing or empty, or not a single 2-D image of at most :data:`MAX_PIXELS` pixels.
     """
     path = Path(path)
     if not path.is_file():
