@@ -25,7 +25,7 @@ from nucleiseg_lib.data import SampleCache, list_samples, split_ids  # noqa: E40
 from nucleiseg_lib.data.dataset import NucleiDataset, PngSamples  # noqa: E402
 from nucleiseg_lib.model import UNet, count_parameters  # noqa: E402
 from nucleiseg_lib.training import get_recipe, segmentation_loss  # noqa: E402
-from nucleiseg_lib.training.trainer import _autocast  # noqa: E402
+from nucleiseg_lib.device import autocast_for as _autocast  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018" / "stage1_train"
 

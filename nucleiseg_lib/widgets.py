@@ -12,14 +12,12 @@ import io
 
 import numpy as np
 
-from .inference.postprocess import find_threshold, label_instances
+from .inference.postprocess import RULE_LABELS, postprocess_proba, postprocess_settings, rule_threshold
 from .metrics import evaluate_image
 from .viz import PRED_COLOUR, STAMP, error_map, overlay_outline
 
 #: Dropdown entries: label shown -> threshold rule (see ``find_threshold``); "manual" follows the slider.
-RULES = {"manual (slider)": "manual", "fixed 0.5": "fixed", "max/10 (original project)": "relative",
-         "Otsu": "otsu", "validation-optimal": "validation"}
-DEFAULT_POSTPROCESS = dict(threshold=0.5, method="cc", min_size=8, contour_threshold=0.5)
+RULES = {RULE_LABELS[r]: r for r in ("manual", "fixed", "relative", "otsu", "validation")}
 
 
 class ThresholdApp:
@@ -29,7 +27,8 @@ class ThresholdApp:
     ----------
     predictor : Predictor or None
         Gives the probability map (unless `prob` is given) and the post-processing
-        (instance method, validation-chosen threshold). None: defaults.
+        (instance method, validation-chosen threshold). None: the defaults a model with
+        ``prob``'s channels would have (:func:`~nucleiseg_lib.inference.postprocess_settings`).
     image : ndarray, shape (H, W, 3), float in [0, 1]
     true_labels : ndarray, shape (H, W), int, optional
         Ground truth; without it only the nucleus count is reported.
@@ -62,9 +61,7 @@ class ThresholdApp:
             prob = predictor.predict_proba(self.image)
         prob = np.asarray(prob, np.float32)
         self.prob = prob[None] if prob.ndim == 2 else prob
-        self.postprocess = dict(DEFAULT_POSTPROCESS)
-        if predictor is not None:
-            self.postprocess.update(predictor.postprocess)
+        self.postprocess = postprocess_settings(self.prob.shape[0], getattr(predictor, "postprocess", None))
         self.synthetic = synthetic
         self._widget = None
         self._busy = False
@@ -73,9 +70,8 @@ class ThresholdApp:
 
     # ---- computing -------------------------------------------------------
     def threshold_for(self, rule):
-        """The threshold a rule gives on this image."""
-        value = self.postprocess["threshold"] if rule == "validation" else 0.5
-        return find_threshold(self.prob[0], rule, value)
+        """The threshold a rule gives on this image (:func:`~nucleiseg_lib.inference.rule_threshold`)."""
+        return rule_threshold(self.prob[0], rule, self.postprocess)
 
     def update(self, threshold=None, rule=None):
         """Re-threshold, relabel and rescore; refresh the widget if it exists.
@@ -99,11 +95,8 @@ class ThresholdApp:
             self.rule, self.threshold = rule, self.threshold_for(rule)
         elif not hasattr(self, "threshold"):
             self.rule, self.threshold = "manual", 0.5
-        pp = self.postprocess
-        contour = self.prob[1] if self.prob.shape[0] > 1 else None
-        self.mask = self.prob[0] > self.threshold
-        self.labels = label_instances(self.prob[0], self.threshold, contour, pp["method"], pp["min_size"],
-                                      pp["contour_threshold"])
+        seg = postprocess_proba(self.prob, self.postprocess, self.threshold)
+        self.mask, self.labels = seg["mask"], seg["labels"]
         m = dict(threshold=self.threshold, rule=self.rule, n_pred=int(len(np.unique(self.labels[self.labels > 0]))))
         if self.true_labels is not None:
             r = evaluate_image(self.mask, self.true_labels > 0, self.labels, self.true_labels)
@@ -115,31 +108,8 @@ class ThresholdApp:
         return m
 
     def render_png(self, width=10.0):
-        """The current figure as PNG bytes (made without pyplot, so nothing piles up)."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        panels = 3 if self.true_labels is not None else 2
-        fig = Figure(figsize=(width, width / panels + 0.4), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(1, panels)
-        im = axes[0].imshow(self.prob[0], cmap="magma", vmin=0, vmax=1)
-        axes[0].contour(self.prob[0], levels=[self.threshold], colors="cyan", linewidths=0.8)
-        axes[0].set_title(f"probability, threshold {self.threshold:.3f}", fontsize=9)
-        fig.colorbar(im, ax=axes[0], fraction=0.046)
-        axes[1].imshow(overlay_outline(self.image, self.labels, PRED_COLOUR))
-        axes[1].set_title(f"prediction: {self.metrics['n_pred']} nuclei", fontsize=9)
-        if self.true_labels is not None:
-            axes[2].imshow(error_map(self.mask, self.true_labels > 0))
-            axes[2].set_title(f"errors vs truth ({self.metrics['n_true']} nuclei): FP red, FN blue", fontsize=9)
-        for ax in axes:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        if self.synthetic:
-            fig.text(0.5, 0.5, STAMP, ha="center", va="center", rotation=15, fontsize=40, color="red", alpha=0.4,
-                     fontweight="bold")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
-        return buf.getvalue()
+        """The current figure as PNG bytes (:func:`threshold_figure_png`)."""
+        return threshold_figure_png(self, width)
 
     def metrics_html(self):
         """The scores as a short HTML line."""
@@ -204,3 +174,35 @@ def threshold_slider(predictor, image, true_labels=None, prob=None, rule="valida
         or ``.update(rule="otsu")`` to drive it from code; read ``.metrics``.
     """
     return ThresholdApp(predictor, image, true_labels, prob, rule, synthetic)
+
+
+def threshold_figure_png(app, width=10.0):
+    """A :class:`ThresholdApp`'s figure as PNG bytes (made without pyplot, so nothing piles up).
+
+    Probability map with the threshold's contour; predicted outlines; with ground truth,
+    the pixel errors. `width` in inches.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    panels = 3 if app.true_labels is not None else 2
+    fig = Figure(figsize=(width, width / panels + 0.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, panels)
+    im = axes[0].imshow(app.prob[0], cmap="magma", vmin=0, vmax=1)
+    axes[0].contour(app.prob[0], levels=[app.threshold], colors="cyan", linewidths=0.8)
+    axes[0].set_title(f"probability, threshold {app.threshold:.3f}", fontsize=9)
+    fig.colorbar(im, ax=axes[0], fraction=0.046)
+    axes[1].imshow(overlay_outline(app.image, app.labels, PRED_COLOUR))
+    axes[1].set_title(f"prediction: {app.metrics['n_pred']} nuclei", fontsize=9)
+    if app.true_labels is not None:
+        axes[2].imshow(error_map(app.mask, app.true_labels > 0))
+        axes[2].set_title(f"errors vs truth ({app.metrics['n_true']} nuclei): FP red, FN blue", fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if app.synthetic:
+        fig.text(0.5, 0.5, STAMP, ha="center", va="center", rotation=15, fontsize=40, color="red", alpha=0.4,
+                 fontweight="bold")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return buf.getvalue()

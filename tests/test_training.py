@@ -106,7 +106,7 @@ def test_fit_refuses_a_model_that_does_not_fit_the_config(tmp_path, tiny_data):
 
 def test_train_data_split():
     samples = {f"id{i}": None for i in range(10)}
-    data = TrainData.from_config(samples, tiny_config(val_fraction=0.2))
+    data = TrainData.from_config(samples, tiny_config(val_fraction=0.2, split="random"))
     assert (len(data.train_ids), len(data.val_ids), data.test_ids) == (8, 2, [])
     assert data.split() == dict(train=data.train_ids, val=data.val_ids, test=[], method="random", groups={})
     assert TrainData.from_split(samples, {"train": ["id0"], "val": ["id1"]}).test_ids == []

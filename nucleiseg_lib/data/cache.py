@@ -10,11 +10,12 @@ The cache lives outside the data folder (which may be read-only): in
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..fileio import atomic_write
+from ..progress import progress_bar
 from .io import list_samples, read_image, read_mask, merge_masks, sample_paths
 
 CACHE_VERSION = 1
@@ -54,16 +55,9 @@ def data_hash(root):
 
 
 def atomic_save_npz(path, **arrays):
-    """Write an ``.npz`` to a temporary file in the same folder, then rename it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write an ``.npz`` atomically (:func:`nucleiseg_lib.fileio.atomic_write`)."""
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 class SampleCache:
@@ -103,8 +97,7 @@ class SampleCache:
             if self._stored_fingerprint(sid) != fp:
                 todo.append((sid, image_path, mask_paths, fp))
         if todo:
-            from tqdm.auto import tqdm
-            for sid, image_path, mask_paths, fp in tqdm(todo, desc="merging masks", disable=not progress):
+            for sid, image_path, mask_paths, fp in progress_bar(todo, progress, desc="merging masks"):
                 image = read_image(image_path)
                 labels = merge_masks([read_mask(p, image.shape[:2]) for p in mask_paths], image.shape[:2])
                 atomic_save_npz(self.path(sid), image=image.astype(np.float16),

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from .decode import decode_image_bytes, to_float_rgb  # noqa: F401  (to_float_rgb: re-export)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MAX_PIXELS = 8192 * 8192
@@ -38,44 +39,8 @@ def _open(path):
     return im
 
 
-def to_float_rgb(arr, path="<array>"):
-    """Convert an image array to float32 RGB in [0, 1].
-
-    Parameters
-    ----------
-    arr : ndarray, shape (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4)
-        Grayscale, gray+alpha, RGB or RGBA; bool, uint8, uint16, int or float.
-    path : str
-        Named in the error message.
-
-    Returns
-    -------
-    ndarray, shape (H, W, 3), float32 in [0, 1]
-    """
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[2] in (2, 4):  # drop alpha
-        arr = arr[..., :-1]
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise DataError(path, f"has shape {arr.shape}; expected a 2-D grayscale, RGB or RGBA image")
-    if arr.dtype == bool:
-        return arr.astype(np.float32)
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if arr.dtype == np.uint16:
-        return arr.astype(np.float32) / 65535.0
-    arr = arr.astype(np.float32)
-    if np.issubdtype(np.asarray(arr).dtype, np.floating) and arr.size and arr.min() >= 0 and arr.max() <= 1:
-        return arr
-    lo, hi = float(arr.min()), float(arr.max())  # 32-bit ints or unscaled floats: stretch
-    return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-
-
 def read_image(path):
-    """Read an image file as float RGB.
+    """Read an image file as float RGB (:func:`nucleiseg_lib.data.decode.decode_image_bytes`).
 
     Parameters
     ----------
@@ -84,16 +49,19 @@ def read_image(path):
 
     Returns
     -------
-    ndarray, shape (H, W, 3), float32 in [0, 1]
+    image : ndarray, shape (H, W, 3), float32 in [0, 1]
+
+    Raises
+    ------
+    DataError
+        The file is missing or empty, or not a single 2-D image of at most :data:`MAX_PIXELS` pixels.
     """
-    im = _open(path)
-    if im.mode in ("I;16", "I;16B", "I;16L"):
-        arr = np.asarray(im, dtype=np.uint16)
-    elif im.mode in ("I", "F", "1", "L", "RGB", "RGBA", "LA"):
-        arr = np.asarray(im)
-    else:  # palette, CMYK, YCbCr ...
-        arr = np.asarray(im.convert("RGBA" if "A" in im.getbands() or im.mode == "P" else "RGB"))
-    return to_float_rgb(arr, path)
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise DataError(path, "file is empty")
+    return decode_image_bytes(path.read_bytes(), str(path), MAX_PIXELS, min_side=1)
 
 
 def read_mask(path, shape=None):

@@ -1,7 +1,11 @@
-"""Inference: native-resolution prediction, threshold rules, instances, calibration."""
+"""Inference: native-resolution prediction, threshold rules, instances, measurements, calibration."""
 
-from .postprocess import THRESHOLD_RULES, find_threshold, label_instances, otsu_threshold, remove_small
-from .predict import DEFAULT_POSTPROCESS, Predictor, calibrate, evaluate_predictions, summarize_rows
+from .measure import MEASUREMENT_COLUMNS, area_stats, measure_nuclei, table_to_csv
+from .postprocess import (DEFAULT_POSTPROCESS, RULE_LABELS, THRESHOLD_RULES, find_threshold, label_instances,
+                          otsu_threshold, postprocess_proba, postprocess_settings, remove_small, rule_threshold)
+from .predict import Predictor, calibrate, evaluate_predictions, summarize_rows
 
-__all__ = ["THRESHOLD_RULES", "find_threshold", "label_instances", "otsu_threshold", "remove_small",
-           "DEFAULT_POSTPROCESS", "Predictor", "calibrate", "evaluate_predictions", "summarize_rows"]
+__all__ = ["MEASUREMENT_COLUMNS", "area_stats", "measure_nuclei", "table_to_csv", "DEFAULT_POSTPROCESS",
+           "RULE_LABELS", "THRESHOLD_RULES", "find_threshold", "label_instances", "otsu_threshold",
+           "postprocess_proba", "postprocess_settings", "remove_small", "rule_threshold", "Predictor", "calibrate",
+           "evaluate_predictions", "summarize_rows"]

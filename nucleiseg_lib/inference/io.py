@@ -7,6 +7,7 @@ from PIL import Image
 
 from ..data.io import IMAGE_SUFFIXES, read_image, sample_paths
 from ..errors import DataError
+from ..fileio import atomic_write
 
 
 def find_inputs(path):
@@ -34,10 +35,8 @@ def find_inputs(path):
 
 def save_png_atomic(array, path):
     """Write a PNG through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        Image.fromarray(array).save(f, format="PNG")
 
 
 def predict_path(predictor, input_path, output_dir, rule=None, log=print):

@@ -6,18 +6,16 @@ import torch.nn.functional as F
 
 from ..data.stats import nucleus_areas
 from ..data.transforms import normalize_image
+from ..device import autocast_for, pick_device
 from ..metrics import dsb_score, evaluate_image, summarize
+from ..progress import progress_bar
 from ..training.checkpoint import build_model, load_checkpoint, save_checkpoint
-from ..training.trainer import pick_device, resolve_amp
-from .postprocess import find_threshold, label_instances
-
-DEFAULT_POSTPROCESS = dict(threshold=0.5, method="cc", min_size=8, contour_threshold=0.5)
+from .postprocess import DEFAULT_POSTPROCESS, postprocess_proba, postprocess_settings  # noqa: F401 (re-export)
 
 
 def _autocast(device):
     """Half precision where it is fast: fp16 on CUDA, bf16 on a CPU that computes it natively, else none."""
-    dtype = resolve_amp(device, "auto")
-    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+    return autocast_for(device, "auto")
 
 
 class Predictor:
@@ -46,11 +44,7 @@ class Predictor:
         self.model = build_model(self.state, self.path).to(self.device, memory_format=torch.channels_last)
         self.tta = tta
         self.input = (self.state.get("config") or {}).get("input", "rgb")
-        pp = dict(DEFAULT_POSTPROCESS)
-        if self.model.config["out_channels"] > 1:
-            pp["method"] = "watershed"
-        pp.update(self.state.get("postprocess") or {})
-        self.postprocess = pp
+        self.postprocess = postprocess_settings(self.model.config["out_channels"], self.state.get("postprocess"))
 
     @torch.no_grad()
     def predict_proba(self, image):
@@ -130,11 +124,7 @@ class Predictor:
 
     def postprocess_proba(self, prob, rule=None, **overrides):
         """Like :meth:`segment`, from probability maps already computed."""
-        pp = {**self.postprocess, **overrides}
-        t = find_threshold(prob[0], "validation" if rule is None else rule, pp["threshold"])
-        contour = prob[1] if prob.shape[0] > 1 else None
-        labels = label_instances(prob[0], t, contour, pp["method"], pp["min_size"], pp["contour_threshold"])
-        return dict(prob=prob, threshold=t, mask=prob[0] > t, labels=labels)
+        return postprocess_proba(prob, {**self.postprocess, **overrides}, rule)
 
 
 def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progress=True, **overrides):
@@ -154,9 +144,8 @@ def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progres
     per_image : list of dict
         :func:`nucleiseg_lib.metrics.evaluate_image` plus ``id`` and ``threshold``.
     """
-    from tqdm.auto import tqdm
     rows = []
-    for sid in tqdm(ids, desc="evaluating", disable=not progress):
+    for sid in progress_bar(ids, progress, desc="evaluating"):
         image, true = samples[sid]
         prob = probs[sid] if probs is not None else predictor.predict_proba(np.asarray(image, np.float32))
         seg = predictor.postprocess_proba(prob, rule, **overrides)

@@ -18,7 +18,9 @@ import re
 import time
 from pathlib import Path
 
-from .pdf import ReportError
+from ..fileio import atomic_write
+from .chromium import ReportError
+from .executed import cell_timings, clean_cells, first_line, locate_failure, source_number
 from .provenance import collect, data_info, now_utc, resolve_profile
 from .summary import summary_notebook
 
@@ -118,68 +120,9 @@ def _kernel_environment(params):
         os.environ.update(saved)
 
 
-def _tags(cell):
-    return set(cell.get("metadata", {}).get("tags", []) or [])
-
-
-def _clean_cells(nb):
-    """Cells without papermill's error markers: the notebook as it was executed."""
-    return [c for c in nb.cells if "papermill-error-cell-tag" not in _tags(c)]
-
-
-def _source_number(cells, index):
-    """1-based number in the source notebook of executed cell `index` (the injected cell is not there)."""
-    injected = next((i for i, c in enumerate(cells) if "injected-parameters" in _tags(c)), None)
-    return index + 1 - (1 if injected is not None and injected < index else 0)
-
-
-def _first_line(source, width=60):
-    lines = [line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
-    text = lines[0] if lines else source.strip()
-    more = len(lines) > 1 or len(text) > width
-    return (text[:width] + ("..." if more else "")) if text else "(empty)"
-
-
-def locate_failure(nb):
-    """The cell that stopped an executed notebook: (index, cell, ename, evalue), or None.
-
-    Errors in cells tagged ``raises-exception`` (expected errors, as nbval has them) do not count.
-    """
-    cells = _clean_cells(nb)
-    for i, c in enumerate(cells):
-        if c.cell_type != "code" or "raises-exception" in _tags(c):
-            continue
-        for o in c.get("outputs", []):
-            clean_exit = o.get("ename") == "SystemExit" and o.get("evalue") in ("", "0")
-            if o.get("output_type") == "error" and not clean_exit:
-                return i, c, o.get("ename", ""), o.get("evalue", "")
-    for i, c in enumerate(cells):
-        pm = c.get("metadata", {}).get("papermill", {})
-        if c.cell_type == "code" and (pm.get("exception") is True or pm.get("status") == "running"):
-            return i, c, "", ""
-    return None
-
-
-def cell_timings(nb, top=5):
-    """Papermill's per-cell durations: ``cells`` (count of code cells) and the `top` slowest."""
-    cells = _clean_cells(nb)
-    rows = []
-    for i, c in enumerate(cells):
-        if c.cell_type != "code" or "injected-parameters" in _tags(c):
-            continue
-        d = c.get("metadata", {}).get("papermill", {}).get("duration")
-        if d is not None:
-            rows.append(dict(cell=_source_number(cells, i), execution_count=c.get("execution_count"),
-                             duration_s=round(float(d), 3), code=_first_line(c.source)))
-    rows.sort(key=lambda r: -r["duration_s"])
-    return dict(cells=sum(1 for c in cells if c.cell_type == "code"), slowest_cells=rows[:top])
-
-
 def _write_json(path, obj):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as f:
+        f.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def _rel(path, base):
@@ -219,7 +162,7 @@ def run_notebook(src, dst, parameters, cwd, kernel_name=None, execution_timeout=
     found = locate_failure(nb) if nb is not None else None
     if found is None and isinstance(error, PapermillExecutionError) and nb is not None:
         # Only expected errors (cells tagged raises-exception): a success; drop papermill's markers.
-        nb.cells = _clean_cells(nb)
+        nb.cells = clean_cells(nb)
         nbformat.write(nb, dst)
         return
     tail = f". The partially executed notebook is {dst}" if dst.is_file() else ""
@@ -227,12 +170,12 @@ def run_notebook(src, dst, parameters, cwd, kernel_name=None, execution_timeout=
         tail += "; not run: " + ", ".join(not_run)
     if found is not None:
         index, cell, ename, evalue = found
-        cells = _clean_cells(nb)
+        cells = clean_cells(nb)
         ename = ename or getattr(error, "ename", None) or type(error).__name__
         evalue = evalue or getattr(error, "evalue", None) or str(error)
-        number, count = _source_number(cells, index), cell.get("execution_count")
+        number, count = source_number(cells, index), cell.get("execution_count")
         where = f"cell {number}" + (f" (In [{count}]" if count else " (") + \
-            (", " if count else "") + f"code: {_first_line(cell.source)})"
+            (", " if count else "") + f"code: {first_line(cell.source)})"
     else:
         number = count = None
         ename, evalue = type(error).__name__, str(error)
@@ -312,7 +255,7 @@ def run_course(profile=None, data=None, out="report", notebooks=None, *, run_dir
     paths = list_notebooks(folder, notebooks)
     chromium = None
     if pdf:
-        from .pdf import find_chromium
+        from .chromium import find_chromium
         chromium = find_chromium()  # fail now, not after hours of training
 
     out = Path(out).resolve()

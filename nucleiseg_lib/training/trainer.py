@@ -18,45 +18,15 @@ import numpy as np
 import torch
 
 from ..data.dataset import NucleiDataset
+from ..device import autocast_for, pick_device, resolve_amp  # noqa: F401  (pick_device: re-exported by training)
 from ..errors import CheckpointError
 from ..metrics import iou as iou_metric
+from ..progress import progress_bar
 from .checkpoint import load_checkpoint, save_checkpoint, save_json
 from .losses import segmentation_loss
 
 
-def pick_device(device=None):
-    """``torch.device``: the one asked for, else CUDA when present, else CPU."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def cpu_has_fast_bf16():
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); without it bf16 is emulated and slow."""
-    cpu = getattr(torch, "cpu", None)
-    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-
-
-def resolve_amp(device, amp):
-    """The autocast dtype for a setting: None (full precision), torch.float16 or torch.bfloat16.
-
-    "auto": fp16 on CUDA; bf16 on a CPU only where it is native (on an AVX2-only CPU one
-    bf16 training step of the cpu recipe took 137 s against 24 s in fp32, measured under load).
-    """
-    if amp == "off":
-        return None
-    if amp == "auto":
-        if device.type == "cuda":
-            return torch.float16
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-def _autocast(device, amp):
-    dtype = resolve_amp(device, amp)
-    if dtype is None:
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=dtype)
+_autocast = autocast_for   # the old private name (benchmarks of earlier versions)
 
 
 def _lr_at(cfg, epoch):
@@ -210,7 +180,6 @@ class Trainer:
         return model
 
     def _train_epoch(self, model, opt, scaler, ds, epoch, workers):
-        from tqdm.auto import tqdm
         cfg, dev = self.cfg, self.device
         ds.set_epoch(epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -221,7 +190,7 @@ class Trainer:
         model.train()
         total, n = 0.0, 0
         # tqdm(total=...) and update(): wrapping the loader itself would start its workers twice
-        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress)
+        bar = progress_bar(total=len(loader), progress=self.progress, desc=f"epoch {epoch + 1}", leave=False)
         for x, y in loader:
             x = x.to(dev, non_blocking=True).contiguous(memory_format=self.memory_format)
             loss = self.train_step(model, opt, x, y.to(dev, non_blocking=True), scaler)
