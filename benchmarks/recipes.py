@@ -2,7 +2,7 @@
 
     python benchmarks/recipes.py train --recipe cpu [--epochs N] [--data DIR]    # -> runs/<recipe>, wall time
     python benchmarks/recipes.py evaluate --recipe cpu                           # -> benchmarks/results/<recipe>.json
-    python benchmarks/recipes.py table                                           # -> results table in README.md
+    python benchmarks/recipes.py table          # -> results table in README.md, copies in nucleiseg_lib/results
 
 `evaluate` scores the run's best.pt on its validation split (images it never trained on) under each
 post-processing variant: the original max/10 rule, a fixed 0.5, Otsu, the validation-chosen threshold, with
@@ -110,6 +110,8 @@ def table(a):
     from nucleiseg_lib.report.results import render_ablation
     md = render_ablation(RESULTS)
     (RESULTS / "ablation.md").write_text(md + "\n")
+    from nucleiseg_lib.results import sync  # the copy the installed package (Colab) shows in notebook 05
+    print("package results:", ", ".join(sync(RESULTS)))
     readme = REPO / "README.md"
     text = readme.read_text()
     if START in text and END in text:

@@ -601,7 +601,8 @@ class SegmentApp:
     def _load(run_dir, device=None, tta=False):
         from .inference import Predictor
         try:
-            return Predictor(Path(run_dir) / "best.pt", device=device, tta=tta), None
+            from .pretrained import fallback  # no trained run: the shipped course model, saying so
+            return Predictor(fallback(Path(run_dir) / "best.pt"), device=device, tta=tta), None
         except CheckpointError as exc:
             return None, exc.problem
 

@@ -59,3 +59,33 @@ def fallback(best, log=print):
     log(f"No trained model at {best}: using the pretrained course model shipped with nucleiseg_lib "
         f"({MODEL.name}, the cpu recipe; see {CARD_MD.name}). Train your own with notebook 04.")
     return MODEL
+
+
+#: The scores a card stores, and that the test recomputes.
+SCORES = ("dsb_score", "ap50", "iou", "dice", "pixel_accuracy")
+
+
+def score(checkpoint, root, ids, cache_dir=None, progress=False):
+    """Mean scores of a model checkpoint on labelled images, with its chosen post-processing (no TTA).
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+    root : str or Path
+        A Kaggle-layout data folder holding `ids`.
+    ids : list of str
+
+    Returns
+    -------
+    dict
+        ``n_images`` and the means of :data:`SCORES`, rounded to 4 decimals.
+    """
+    import torch
+
+    from ..data import SampleCache
+    from ..inference import Predictor, evaluate_predictions, summarize_rows
+    torch.manual_seed(0)
+    samples = SampleCache(root, cache_dir=cache_dir, ids=ids, progress=progress).load_all()
+    rows = evaluate_predictions(Predictor(checkpoint, device="cpu"), samples, ids, progress=progress)
+    means = summarize_rows(rows)
+    return dict(n_images=len(ids), **{k: round(float(means[k]), 4) for k in SCORES})

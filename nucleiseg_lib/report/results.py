@@ -3,9 +3,7 @@
 import json
 from pathlib import Path
 
-from ..data.locate import REPO_ROOT
-
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"  # package copy of benchmarks/results
 
 
 def render_ablation(results_dir=None):
