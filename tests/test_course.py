@@ -319,3 +319,40 @@ def test_summary_table():
     rows = course.summary_table({"a": {"iou": 0.5, "dsb_score": 0.1}, "b": {"iou": 0.2}}, keys=("iou", "dsb_score"),
                                 name="rule")
     assert rows == [dict(rule="a", iou=0.5, dsb_score=0.1), dict(rule="b", iou=0.2, dsb_score="")]
+
+
+# ------------------------------------------------------ notebook skeleton ---
+
+def _skeleton():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "tools" / "notebook_skeleton.py"
+    spec = importlib.util.spec_from_file_location("notebook_skeleton", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_skeleton_cells_come_from_the_package_metadata():
+    """Badges, setup cells and the README all carry pyproject's [project.urls] Repository, and are in sync."""
+    sk = _skeleton()
+    url = sk.repo_url()
+    assert url.startswith("https://")
+    assert sk.sync(check=True) == [], "run: python tools/notebook_skeleton.py sync"
+    import json
+    for path in sorted(sk.NB_DIR.glob("0*.ipynb")):
+        nb = json.loads(path.read_text())
+        text = "".join("".join(c["source"]) for c in nb["cells"])
+        assert f"git+{url}" in text and sk.colab_url(path.stem) in text
+        trains = path.stem in sk.TRAINS
+        assert ("accelerator" in nb["metadata"]) == trains, path.name
+        assert ("gpuType" in nb["metadata"].get("colab", {})) == trains, path.name
+    assert url in sk.README.read_text()
+
+
+def test_setup_cell_pins_colab_packages_and_fails_in_one_sentence():
+    src = _skeleton().setup_cell_source()
+    compile(src, "setup", "exec")
+    for name in ("torch", "torchvision", "numpy", "ipywidgets"):
+        assert f'"{name}"' in src
+    assert '"-c", pins.name' in src and "raise SystemExit" in src and "Restart session" in src

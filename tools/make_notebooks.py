@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 NB_DIR = ROOT / "notebooks"
 REPO_URL = "https://github.com/nucleiseg/nucleiseg"
 COLAB_URL = "https://colab.research.google.com/github/nucleiseg/nucleiseg/blob/main/notebooks/{name}.ipynb"
@@ -774,6 +775,8 @@ def build(name, cells):
                 cell.metadata["tags"] = ["parameters"]
         cell["id"] = f"nb{name[:2]}-{k:02d}"
         nb.cells.append(cell)
+    from notebook_skeleton import apply  # badge, setup cell, setup_course cell, metadata: from pyproject's URL
+    apply(nb, name)
     nbformat.validate(nb)
     return nb
 
