@@ -90,7 +90,7 @@ RUNNER = '''
 import sys, nbformat
 from nbclient import NotebookClient
 nb = nbformat.read(sys.argv[1], as_version=4)
-if len(sys.argv) > 3:
+if sys.argv[3]:
     nb.cells.append(nbformat.v4.new_code_cell(open(sys.argv[3]).read()))
 client = NotebookClient(nb, kernel_name="colab-sim", timeout=900, resources={"metadata": {"path": sys.argv[4]}})
 try:
