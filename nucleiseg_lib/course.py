@@ -110,14 +110,15 @@ class Course:
     def cache(self):
         """The :class:`SampleCache` of :attr:`ids` (built on first use, then reused)."""
         if self._cache is None:
-            self._cache = SampleCache(self.root, ids=self.ids, progress=self.progress)
+            # the course's mask cache: on Drive in Colab, built once per student (runtime.cache_dir)
+            self._cache = SampleCache(self.root, cache_dir=runtime.cache_dir(), ids=self.ids, progress=self.progress)
         return self._cache
 
     def samples(self, ids=None):
         """Samples in memory: dict id -> (float16 image, uint16 labels).
 
         The per-nucleus masks are merged once into the on-disk cache
-        (``$NUCLEISEG_CACHE``, else ``~/.cache/nucleiseg``), then loaded; what was
+        (:func:`nucleiseg_lib.runtime.cache_dir`: on Drive in Colab), then loaded; what was
         loaded once is kept, so a second call returns at once.
 
         Parameters
