@@ -25,7 +25,6 @@ venv:
 		echo "make: creating the virtual environment $(VENV) with $(BASE_PYTHON)"; \
 		$(BASE_PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 			echo "make: cannot create $(VENV); on Debian/Ubuntu: sudo apt-get install python3-venv"; exit 1; }; \
-		$(VENV)/bin/python -m pip install -q --upgrade pip; \
 	fi
 
 install: venv
