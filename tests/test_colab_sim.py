@@ -206,6 +206,9 @@ class Student:
         text = _outputs(out) if out.is_file() else ""
         self.log[name] = dict(seconds=round(time.time() - t, 1), text=text)
         assert r.returncode == 0, f"{name} failed in the simulated Colab:\n{r.stderr[-4000:]}\n{text[-4000:]}"
+        installed = json.loads(_run([str(self.py), "-c", "from importlib.metadata import distribution as d; "
+                                     "print(d('nucleiseg-lib').read_text('direct_url.json'))"]))
+        assert self.env["NUCLEISEG_INSTALL_URL"].endswith("@" + installed["vcs_info"]["commit_id"]), installed
         return text
 
 
@@ -219,8 +222,9 @@ def test_a_colab_student_gets_through_01_to_06(tmp_path):
     root, ids = _archive(tmp_path / "www" / "dsb.zip", tmp_path)
     server = Server(tmp_path / "www")
     _kernel_spec(tmp_path / "jupyter", py)
-    # the repository as Colab sees GitHub: a git URL of the committed HEAD
-    url = f"git+file://{REPO}"
+    # the repository as Colab sees GitHub: a git URL, here pinned to the committed HEAD that is under test
+    head = _run(["git", "rev-parse", "HEAD"], cwd=REPO).strip()
+    url = f"git+file://{REPO}@{head}"
     upload = root / ids[-1] / "images" / f"{ids[-1]}.png"
     try:
         alice = Student(tmp_path, "alice", py, url, f"{server.url}/dsb.zip", upload)
