@@ -100,7 +100,14 @@ finally:
 '''
 
 
+def _clean_env():
+    """This process's environment without what points Python at this checkout (conftest's PYTHONPATH...)."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("NUCLEISEG_", "PYTEST_", "JUPYTER", "VIRTUAL_ENV")) and k != "PYTHONPATH"}
+
+
 def _run(cmd, **kw):
+    kw.setdefault("env", _clean_env())
     r = subprocess.run(cmd, capture_output=True, text=True, **kw)
     assert r.returncode == 0, f"{cmd}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout
@@ -179,8 +186,7 @@ class Student:
 
     def __init__(self, tmp, name, py, url, server_url, upload):
         self.tmp, self.py, self.drive = tmp, py, tmp / f"drive-{name}"
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("NUCLEISEG_", "PYTEST_", "JUPYTER", "VIRTUAL_ENV")) and k != "PYTHONPATH"}
+        self.env = _clean_env()
         self.env.update(COLAB_SIM_DRIVE=str(self.drive), COLAB_SIM_UPLOAD=str(upload), MPLBACKEND="Agg",
                         NUCLEISEG_INSTALL_URL=url, NUCLEISEG_DATA_URL=server_url, OMP_NUM_THREADS="1",
                         JUPYTER_PATH=str(tmp / "jupyter"), PYTHONPATH="")
@@ -248,7 +254,7 @@ def test_a_colab_student_gets_through_01_to_06(tmp_path):
         shipped = tmp_path / "shipped"
         _run([sys.executable, str(REPO / "benchmarks" / "pretrained.py"), "export", "--run",
               str(home / "runs" / "smoke"), "--data", str(home / "data" / "stage1_train"), "--out", str(shipped),
-              "--quiet"], env={**os.environ, "NUCLEISEG_CACHE": str(tmp_path / "export-cache")})
+              "--quiet"], env={**os.environ, "NUCLEISEG_CACHE": str(tmp_path / "export-cache")})  # this checkout
         bob = Student(tmp_path, "bob", py, url, f"{server.url}/dsb.zip", upload)
         install_with_model = textwrap.dedent(f'''
             import shutil, importlib.util, pathlib
