@@ -56,8 +56,9 @@ def fallback(best, log=print):
     best = Path(best)
     if best.is_file() or not available():
         return best
+    recipe = (card() or {}).get("recipe", "cpu")
     log(f"No trained model at {best}: using the pretrained course model shipped with nucleiseg_lib "
-        f"({MODEL.name}, the cpu recipe; see {CARD_MD.name}). Train your own with notebook 04.")
+        f"({MODEL}, the {recipe} recipe; see {CARD_MD.name}). Train your own with notebook 04.")
     return MODEL
 
 
