@@ -129,6 +129,8 @@ def table(a):
     from nucleiseg_lib.report.results import render_ablation
     md = render_ablation(RESULTS)
     (RESULTS / "ablation.md").write_text(md + "\n")
+    from nucleiseg_lib.results import sync  # the copy the installed package (Colab) shows in notebook 05
+    print("package results:", ", ".join(sync(RESULTS)))
     readme = REPO / "README.md"
     text = readme.read_text()
     if START in text and END in text:

@@ -19,7 +19,7 @@ def cmd_synth(a):
 def cmd_download(a):
     from .data.download import download
     from .data.locate import REPO_ROOT
-    root = download(a.source, a.dest or REPO_ROOT / "data")
+    root = download(a.source, a.dest or REPO_ROOT / "data", kaggle_dataset=a.dataset)
     print(f"DSB2018 stage1_train is in {root}")
 
 
@@ -51,14 +51,11 @@ def parse_settings(pairs):
 
 
 def cmd_train(a):
-    import torch
-
     from .data import data_hash
     from .inference import calibrate
+    from .runtime import resolve_profile
     from .training import Trainer, TrainConfig, TrainData, get_recipe, make_model
-    profile = a.profile
-    if profile == "auto":
-        profile = "gpu" if torch.cuda.is_available() else "cpu"
+    profile = resolve_profile(a.profile)
     settings = parse_settings(a.set)
     unknown = sorted(set(settings) - set(TrainConfig.__dataclass_fields__))
     if unknown:
@@ -188,6 +185,9 @@ def build_parser():
 
     s = sub.add_parser("download", help="download DSB2018 stage1_train")
     s.add_argument("--source", default="github", choices=["github", "kaggle"])
+    s.add_argument("--dataset", default="data-science-bowl-2018",
+                   help="with --source kaggle: data-science-bowl-2018 (the competition), "
+                        "sinjoysaha/nucleiimagesmasksfromdsb2018 or gangadhar/nuclei-segmentation-in-microscope-cell-images")
     s.add_argument("--dest", default=None, help="default: the repo's data/ folder")
     s.set_defaults(func=cmd_download)
 
@@ -210,7 +210,7 @@ def build_parser():
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("evaluate", help="metrics of a checkpoint on labelled data")
-    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--checkpoint", required=True, help="a best.pt, or 'pretrained': the course model shipped with the package")
     s.add_argument("--data", default="auto")
     s.add_argument("--threshold", default=None,
                    help="fixed | relative | otsu | validation | a number (default: the checkpoint's choice)")
@@ -222,7 +222,7 @@ def build_parser():
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("predict", help="masks and instance labels for new images")
-    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--checkpoint", required=True, help="a best.pt, or 'pretrained': the course model shipped with the package")
     s.add_argument("--input", required=True, help="an image, a folder of images, or a Kaggle-layout folder")
     s.add_argument("--output", required=True)
     s.add_argument("--threshold", default=None)

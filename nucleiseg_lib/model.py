@@ -7,6 +7,7 @@ sizes, and any input size works: inputs are padded to a multiple of 16 and the
 output is cropped back.
 """
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -202,3 +203,27 @@ def fingerprint(model):
         h.update(name.encode())
         h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()[:12]
+
+
+def coarse_mask(mask, factor=16):
+    """A mask seen at 1/`factor` resolution, then blown back up.
+
+    Each `factor` x `factor` block becomes foreground when more than half of it is;
+    this is the best a decoder could redraw from the U-Net's bottleneck alone,
+    without the skip connections.
+
+    Parameters
+    ----------
+    mask : ndarray, shape (H, W)
+    factor : int
+
+    Returns
+    -------
+    ndarray, shape (H, W), bool
+    """
+    m = np.asarray(mask) > 0
+    h, w = m.shape
+    ph, pw = (-h) % factor, (-w) % factor
+    p = np.pad(m, ((0, ph), (0, pw)))
+    small = p.reshape(p.shape[0] // factor, factor, p.shape[1] // factor, factor).mean(axis=(1, 3)) > 0.5
+    return np.repeat(np.repeat(small, factor, axis=0), factor, axis=1)[:h, :w]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nucleiseg_lib import course
+from nucleiseg_lib import course, runtime
 from nucleiseg_lib.data import SampleCache, read_sample, split_ids
 from nucleiseg_lib.data.stats import (all_areas, all_background_scores, check_masks, classify_modality, colour_spread,
                                       count_by, dataset_stats, examples_by, image_stats, nucleus_areas, size_counts,
@@ -37,18 +37,85 @@ def test_resolve_profile():
 
 def test_resolve_profile_auto_outside_pytest(monkeypatch):
     monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
-    monkeypatch.setattr(course, "_cuda_available", lambda: False)
+    monkeypatch.setattr(runtime, "_cuda_available", lambda: False)
     assert course.resolve_profile("auto") == "cpu"
-    monkeypatch.setattr(course, "_cuda_available", lambda: True)
+    monkeypatch.setattr(runtime, "_cuda_available", lambda: True)
     assert course.resolve_profile("auto") == "gpu"
 
 
 def test_resolve_run_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(course, "course_home", lambda: tmp_path)
+    monkeypatch.setenv("NUCLEISEG_HOME", str(tmp_path))
     auto = course.resolve_run_dir("auto", "cpu", log=lambda *a: None)
     assert auto == (tmp_path / "runs" / "cpu").resolve() and auto.is_dir()
     given = course.resolve_run_dir(tmp_path / "mine", "gpu")
     assert given == (tmp_path / "mine").resolve() and given.is_dir()
+
+
+def _fake_run(folder, recipe):
+    from nucleiseg_lib.model import UNet
+    from nucleiseg_lib.training import save_checkpoint
+    model = UNet(base=4)
+    save_checkpoint(dict(kind="model", model=model.state_dict(), model_config=model.config,
+                         config=dict(recipe=recipe), split=dict(train=[], val=[])), folder / "best.pt")
+
+
+def test_run_folder_is_named_by_the_recipe_and_found_on_other_hardware(tmp_path, monkeypatch):
+    """04 on a GPU runtime trains into runs/gpu; 05 on a CPU runtime (auto) finds that run, not runs/cpu."""
+    monkeypatch.setenv("NUCLEISEG_HOME", str(tmp_path))
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    monkeypatch.setattr(runtime, "_cuda_available", lambda: True)
+    trained = runtime.train_run_dir("auto", "auto", log=lambda *a: None)
+    assert trained == (tmp_path / "runs" / "gpu").resolve()
+    assert runtime.find_run("auto", "auto") is None
+    _fake_run(trained, "gpu")
+    monkeypatch.setattr(runtime, "_cuda_available", lambda: False)
+    assert runtime.resolve_profile("auto") == "cpu"
+    assert runtime.find_run("auto", "auto") == trained
+    assert runtime.find_run("auto", "cpu") is None  # an explicit recipe means that recipe's run
+
+
+def test_setup_course_uses_model_follows_the_run_and_says_so(synth, tmp_path, monkeypatch):
+    monkeypatch.setenv("NUCLEISEG_HOME", str(tmp_path))
+    monkeypatch.setenv("NUCLEISEG_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "runs" / "original").mkdir(parents=True)
+    _fake_run(tmp_path / "runs" / "original", "original")
+    lines = []
+    ctx = course.setup_course("auto", str(synth), "auto", progress=False, log=lines.append, uses="model")
+    assert ctx.profile == "original" and ctx.run_dir == (tmp_path / "runs" / "original").resolve()
+    assert any("model" in line and "original" in line and "best.pt" in line for line in lines)
+
+
+def test_setup_course_for_data_only_makes_no_run_folder(synth, tmp_path, monkeypatch):
+    monkeypatch.setenv("NUCLEISEG_HOME", str(tmp_path))
+    monkeypatch.setenv("NUCLEISEG_CACHE", str(tmp_path / "cache"))
+    ctx = course.setup_course("smoke", str(synth), progress=False, log=lambda *a, **k: None, uses="data")
+    assert ctx.run_dir is None and not (tmp_path / "runs").exists()
+
+
+def test_colab_home_data_and_cache_on_drive(tmp_path, monkeypatch):
+    """In Colab (a stand-in google.colab module), Drive is mounted once and holds data, cache and runs."""
+    import sys
+    import types
+    mounted = []
+    colab = types.ModuleType("google.colab")
+    drive = types.ModuleType("google.colab.drive")
+
+    def mount(path):
+        mounted.append(path)
+        (tmp_path / "content" / "drive" / "MyDrive").mkdir(parents=True)
+    drive.mount = mount
+    colab.drive = drive
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab.drive", drive)
+    monkeypatch.setenv("NUCLEISEG_COLAB_CONTENT", str(tmp_path / "content"))
+    monkeypatch.delenv("NUCLEISEG_HOME", raising=False)
+    monkeypatch.delenv("NUCLEISEG_CACHE", raising=False)
+    monkeypatch.setattr(runtime, "_HOME", {})
+    home = tmp_path / "content" / "drive" / "MyDrive" / "nucleiseg"
+    assert runtime.course_home() == home
+    assert runtime.data_dir() == home / "data" and runtime.cache_dir() == home / "cache"
+    assert runtime.train_run_dir("auto", "gpu") == (home / "runs" / "gpu").resolve()
+    assert mounted == [str(tmp_path / "content" / "drive")]
 
 
 def test_gpu_line_names_profile_without_gpu(monkeypatch):
@@ -252,3 +319,40 @@ def test_summary_table():
     rows = course.summary_table({"a": {"iou": 0.5, "dsb_score": 0.1}, "b": {"iou": 0.2}}, keys=("iou", "dsb_score"),
                                 name="rule")
     assert rows == [dict(rule="a", iou=0.5, dsb_score=0.1), dict(rule="b", iou=0.2, dsb_score="")]
+
+
+# ------------------------------------------------------ notebook skeleton ---
+
+def _skeleton():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "tools" / "notebook_skeleton.py"
+    spec = importlib.util.spec_from_file_location("notebook_skeleton", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_skeleton_cells_come_from_the_package_metadata():
+    """Badges, setup cells and the README all carry pyproject's [project.urls] Repository, and are in sync."""
+    sk = _skeleton()
+    url = sk.repo_url()
+    assert url.startswith("https://")
+    assert sk.sync(check=True) == [], "run: python tools/notebook_skeleton.py sync"
+    import json
+    for path in sorted(sk.NB_DIR.glob("0*.ipynb")):
+        nb = json.loads(path.read_text())
+        text = "".join("".join(c["source"]) for c in nb["cells"])
+        assert f"git+{url}" in text and sk.colab_url(path.stem) in text
+        trains = path.stem in sk.TRAINS
+        assert ("accelerator" in nb["metadata"]) == trains, path.name
+        assert ("gpuType" in nb["metadata"].get("colab", {})) == trains, path.name
+    assert url in sk.README.read_text()
+
+
+def test_setup_cell_pins_colab_packages_and_fails_in_one_sentence():
+    src = _skeleton().setup_cell_source()
+    compile(src, "setup", "exec")
+    for name in ("torch", "torchvision", "numpy", "ipywidgets"):
+        assert f'"{name}"' in src
+    assert '"-c", pins.name' in src and "raise SystemExit" in src and "Restart session" in src

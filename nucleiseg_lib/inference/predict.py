@@ -24,7 +24,8 @@ class Predictor:
     Parameters
     ----------
     checkpoint : str or Path
-        A ``best.pt`` or ``last.pt`` written by training.
+        A ``best.pt`` or ``last.pt`` written by training, or ``"pretrained"``: the course
+        model shipped with the package (:mod:`nucleiseg_lib.pretrained`).
     device : str, optional
     tta : bool
         Average over flips (test-time augmentation): slower, slightly better.
@@ -37,6 +38,8 @@ class Predictor:
     """
 
     def __init__(self, checkpoint, device=None, tta=False):
+        from ..pretrained import resolve_checkpoint
+        checkpoint = resolve_checkpoint(checkpoint)
         self.path = str(checkpoint)
         self.state = load_checkpoint(checkpoint)
         self.device = pick_device(device)

@@ -7,9 +7,7 @@ images (random images of experiments it trained on) and on its test images (whol
 import json
 from pathlib import Path
 
-from ..data.locate import REPO_ROOT
-
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"  # package copy of benchmarks/results
 KINDS = ("fluorescence", "brightfield", "stained")
 
 

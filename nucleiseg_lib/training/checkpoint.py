@@ -1,13 +1,33 @@
-"""Checkpoints written atomically, and read back with clear errors."""
+"""Checkpoints written atomically, and read back safely, with clear errors.
+
+Two kinds of checkpoint live in a run folder:
+
+* ``last.pt`` (``kind="resume"``): everything needed to continue training bit-exactly
+  (weights, optimizer, gradient scaler, RNG states, history, config, split);
+* ``best.pt`` (``kind="model"``): what notebooks 05 and 06, ``nucleiseg predict`` and
+  ``evaluate`` read: the weights, the config, the split, the chosen post-processing
+  (plus the epoch and the small history) and no optimizer state (:func:`model_state`).
+
+Every checkpoint is read with ``torch.load(..., weights_only=True)``: tensors and plain
+Python data only. A ``.pt`` file that carries code (a pickle with a ``__reduce__``) is
+refused with :class:`CheckpointError` before anything in it runs. RNG states are
+therefore stored as tensors, lists and numbers (:func:`rng_state`).
+"""
 
 import json
+import pickle
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import CheckpointError
 from ..fileio import atomic_write
 from ..model import UNet
+
+#: Entries of a model checkpoint (``best.pt``, the pretrained model); ``last.pt`` has these and more.
+MODEL_KEYS = ("kind", "model", "model_config", "config", "split", "data", "postprocess", "epoch", "history")
 
 
 def _atomic_write(path, write):
@@ -28,19 +48,93 @@ def save_json(obj, path):
     _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
 
 
+def model_state(state, half=False):
+    """The model checkpoint of a training state: weights, configs, split, post-processing; no optimizer.
+
+    Parameters
+    ----------
+    state : dict
+        A ``last.pt``-style state.
+    half : bool
+        Store floating-point weights as float16 (half the size; the pretrained model).
+    """
+    out = {k: state[k] for k in MODEL_KEYS if k in state}
+    out["kind"] = "model"
+    if half:
+        out["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    return out
+
+
+def rng_state():
+    """The torch, numpy and Python RNG states as tensors, lists and numbers (loadable with ``weights_only``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return dict(torch=torch.get_rng_state(),
+                numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
+                           has_gauss=int(has_gauss), cached_gaussian=float(cached)),
+                python=dict(version=version, internal=list(internal), gauss=gauss))
+
+
+def set_rng_state(rng):
+    """Restore what :func:`rng_state` stored (nothing when `rng` is empty)."""
+    if not rng:
+        return
+    torch.set_rng_state(rng["torch"])
+    n = rng["numpy"]
+    if isinstance(n, dict):
+        np.random.set_state((n["kind"], np.asarray(n["keys"], dtype=np.int64).astype(np.uint32), n["pos"],
+                             n["has_gauss"], n["cached_gaussian"]))
+    else:  # checkpoints written before RNG states became plain data
+        np.random.set_state(n)
+    p = rng["python"]
+    if isinstance(p, dict):
+        random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+    else:
+        random.setstate(p)
+
+
+def _numpy_array_globals():
+    """numpy's array-rebuilding functions: allowed so that checkpoints of earlier versions (numpy RNG state) load.
+
+    They rebuild plain arrays and call nothing else; arbitrary callables stay refused.
+    """
+    names = []
+    for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            m = __import__(mod, fromlist=["_reconstruct"])
+            names.append(m._reconstruct)
+        except (ImportError, AttributeError):
+            pass
+    names += [np.ndarray, np.dtype]
+    names += [type(np.dtype(t)) for t in ("uint32", "int64", "float64")]
+    return names
+
+
 def load_checkpoint(path, map_location="cpu"):
-    """Read a checkpoint written by :func:`save_checkpoint`.
+    """Read a checkpoint written by :func:`save_checkpoint`, with ``torch.load(..., weights_only=True)``.
 
     Raises
     ------
     CheckpointError
-        When the file is missing, unreadable, or not a nucleiseg checkpoint.
+        When the file is missing, unreadable, carries Python objects other than tensors
+        and plain data (a pickle that could run code: refused, nothing in it runs), or is
+        not a nucleiseg checkpoint.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(path, "checkpoint file not found (train a model first: nucleiseg train ...)")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(_numpy_array_globals()):
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "GLOBAL" in text or "Unsupported global" in text:
+            what = next((line.split("GLOBAL", 1)[1].split()[0] for line in text.splitlines() if "GLOBAL" in line),
+                        "a Python object")
+            raise CheckpointError(path, f"refused: it holds Python code or objects ({what}), not only tensors and "
+                                        f"plain data, and loading it could run that code. nucleiseg checkpoints "
+                                        f"never do; use a checkpoint from a source you trust, or retrain") from None
+        raise CheckpointError(path, f"cannot be read as a checkpoint ({type(exc).__name__}: {exc})") from None
     except Exception as exc:  # torch raises many types for a corrupt file
         raise CheckpointError(path, f"cannot be read as a checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
@@ -49,7 +143,7 @@ def load_checkpoint(path, map_location="cpu"):
 
 
 def build_model(state, path="<checkpoint>", expect=None):
-    """The U-Net a checkpoint describes, with its weights loaded.
+    """The U-Net a checkpoint describes, with its weights loaded (float32, also from float16 weights).
 
     Parameters
     ----------
@@ -73,7 +167,7 @@ def build_model(state, path="<checkpoint>", expect=None):
             raise CheckpointError(path, f"another architecture: {what}")
     try:
         model = UNet(**cfg)
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state["model"])  # copies into the float32 parameters (fp16 weights widen)
     except (TypeError, RuntimeError) as exc:
         raise CheckpointError(path, f"weights do not fit the U-Net {cfg}: {str(exc).splitlines()[0]}") from None
     return model.eval()

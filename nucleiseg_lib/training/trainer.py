@@ -10,7 +10,6 @@ was never interrupted.
 
 import math
 import os
-import random
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from ..device import autocast_for, pick_device, resolve_amp  # noqa: F401  (pick
 from ..errors import CheckpointError
 from ..metrics import iou as iou_metric
 from ..progress import progress_bar
-from .checkpoint import load_checkpoint, save_checkpoint, save_json
+from .checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, save_json, set_rng_state
 from .losses import segmentation_loss
 
 
@@ -143,13 +142,14 @@ class Trainer:
             val_loss, val_iou = self.validate(model, val_ds)
             history.append(dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val_loss, val_iou=val_iou,
                                 lr=opt.param_groups[0]["lr"], seconds=round(time.time() - t0, 2)))
-            state = dict(model=model.state_dict(), optimizer=opt.state_dict(), scaler=scaler.state_dict(),
-                         epoch=epoch + 1, history=history, config=cfg.to_dict(), model_config=model.config,
-                         rng=_rng_state(), split=split, data=dict(data.info), postprocess=None)
+            state = dict(kind="resume", model=model.state_dict(), optimizer=opt.state_dict(),
+                         scaler=scaler.state_dict(), epoch=epoch + 1, history=history, config=cfg.to_dict(),
+                         model_config=model.config, rng=rng_state(), split=split, data=dict(data.info),
+                         postprocess=None)
             save_checkpoint(state, self.last)
             best_so_far = max((h["val_iou"] for h in history[:-1] if h["val_iou"] is not None), default=-1)
             if not self.best.exists() or (val_iou is not None and val_iou > best_so_far) or not val_ids:
-                save_checkpoint(state, self.best)
+                save_checkpoint(model_state(state), self.best)  # no optimizer: what 05, 06, predict read
             save_json(history, self.run_dir / "history.json")
             self.log(f"  train_loss {train_loss:.4f}  val_loss {_fmt(val_loss)}  val_iou {_fmt(val_iou)}  "
                      f"({history[-1]['seconds']:.1f} s)", flush=True)
@@ -176,7 +176,7 @@ class Trainer:
             if isinstance(exc, CheckpointError):
                 raise
             raise CheckpointError(self.last, f"cannot resume from it: {exc}") from None
-        _set_rng_state(state.get("rng"))
+        set_rng_state(state.get("rng"))
         return model
 
     def _train_epoch(self, model, opt, scaler, ds, epoch, workers):
@@ -233,14 +233,3 @@ class Trainer:
 
 def _fmt(v):
     return "n/a" if v is None else f"{v:.4f}"
-
-
-def _rng_state():
-    return dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
-
-
-def _set_rng_state(rng):
-    if rng:
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])

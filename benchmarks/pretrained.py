@@ -1,0 +1,150 @@
+"""Make, and check, the pretrained course model shipped in ``nucleiseg_lib/pretrained``.
+
+    python benchmarks/pretrained.py export --run runs/cpu [--data DIR]   # -> cpu.pt, card.json, MODEL_CARD.md
+    python benchmarks/pretrained.py check [--data DIR]                   # re-evaluate, compare with the card
+
+`export` reads the run's ``best.pt`` (trained with ``nucleiseg train --profile cpu``), keeps its weights as fp16
+with its config, split and chosen post-processing (no optimizer), re-scores that fp16 model on the run's
+validation and test images (the checkpoint's ``split``; images it never trained on), and writes the model card:
+the command that reproduces the run, the data hash, the commit, the scores. Every number is measured here.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "dsb2018" / "stage1_train"
+
+
+def _commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _markdown(card):
+    lines = [f"# nucleiseg course model (`{card['file']}`)", "",
+             f"The `{card['recipe']}` recipe of nucleiseg_lib (U-Net base {card['model_config'].get('base')}, "
+             f"{card['model_config'].get('out_channels')} output channels), trained on DSB2018 stage1_train; "
+             f"weights only, float16, {card['size_bytes'] / 2 ** 20:.1f} MiB. Post-processing chosen on the "
+             f"validation split: threshold {card['postprocess'].get('threshold')}, "
+             f"{card['postprocess'].get('method')}.", "",
+             "| | value |", "|---|---|",
+             f"| reproduce | `{card['command']}` |",
+             f"| data | {card['data_images']} images, hash `{card['data_hash']}` (`nucleiseg_lib.data.data_hash`) |",
+             f"| commit | `{card['commit']}` |",
+             f"| epoch of best.pt | {card['epoch']} |", "",
+             "| split | images | DSB score | AP50 | IoU | Dice | pixel acc. |", "|---|---|---|---|---|---|---|"]
+    for name in ("validation", "test"):
+        s = card["scores"].get(name)
+        if s:
+            lines.append(f"| {name} | {s['n_images']} | {s['dsb_score']:.3f} | {s['ap50']:.3f} | {s['iou']:.3f} | "
+                         f"{s['dice']:.3f} | {s['pixel_accuracy']:.3f} |")
+        else:
+            lines.append(f"| {name} | 0 | (the run has no {name} split) | | | | |")
+    lines += ["", "Scores: mean over images, the fp16 model as shipped, its chosen post-processing, no TTA, "
+              "measured by `python benchmarks/pretrained.py export`; `tests/test_pretrained.py` re-measures them."]
+    return "\n".join(lines) + "\n"
+
+
+def export(a, out_dir=None):
+    import os
+
+    from nucleiseg_lib import pretrained
+    from nucleiseg_lib.data import data_hash, list_samples
+    from nucleiseg_lib.training import load_checkpoint, save_checkpoint, save_json
+    from nucleiseg_lib.training.checkpoint import model_state
+    out_dir = Path(out_dir or a.out or pretrained.FOLDER)
+    run = Path(a.run)
+    state = load_checkpoint(run / "best.pt")
+    data = Path(a.data)
+    split = state.get("split") or {}
+    known = set(list_samples(data))
+    for name in ("val", "test"):
+        missing = [i for i in split.get(name) or [] if i not in known]
+        if missing:
+            sys.exit(f"{data}: {len(missing)} {name} images of {run / 'best.pt'} are not there (e.g. {missing[0]})")
+    h = data_hash(data)
+    trained_on = (state.get("data") or {}).get("hash")
+    if trained_on and trained_on != h and not a.allow_other_data:
+        sys.exit(f"{data}: data hash {h}, but {run / 'best.pt'} was trained on {trained_on}; pass the same --data")
+    small = model_state(state, half=True)
+    small["data"] = {**(state.get("data") or {}), "root": "stage1_train"}
+    cfg = state.get("config") or {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / pretrained.MODEL.name
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / model_path.name
+        save_checkpoint(small, staged)
+        scores = {}
+        for name, key in (("validation", "val"), ("test", "test")):
+            ids = list(split.get(key) or [])
+            if ids:
+                print(f"scoring the fp16 model on its {len(ids)} {name} images ...", flush=True)
+                scores[name] = pretrained.score(staged, data, ids, progress=not a.quiet)
+        command = (f"nucleiseg train --data DSB2018/stage1_train --run {run.name} --profile {cfg.get('recipe', 'cpu')}"
+                   + (f" --epochs {cfg['epochs']}" if cfg.get("epochs") else ""))
+        card = dict(file=model_path.name, recipe=cfg.get("recipe"), command=command, data_hash=h,
+                    data_images=len(known), commit=_commit(), epoch=state.get("epoch"),
+                    model_config=state["model_config"], size_bytes=staged.stat().st_size,
+                    postprocess={k: v for k, v in (state.get("postprocess") or {}).items() if k != "sweep"},
+                    scores=scores)
+        save_checkpoint(small, model_path)  # the same state as the staged file just scored
+    save_json(card, out_dir / pretrained.CARD_JSON.name)
+    md = out_dir / pretrained.CARD_MD.name
+    fd, tmpmd = tempfile.mkstemp(dir=out_dir, prefix=".card.")
+    with os.fdopen(fd, "w") as f:
+        f.write(_markdown(card))
+    os.replace(tmpmd, md)
+    print(f"wrote {model_path} ({card['size_bytes'] / 2 ** 20:.1f} MiB), {md.name}, card.json")
+    print(json.dumps(scores, indent=2))
+    return card
+
+
+def check(a):
+    from nucleiseg_lib import pretrained
+    card = pretrained.card()
+    if card is None:
+        sys.exit(f"no pretrained model in {pretrained.FOLDER}")
+    state = __import__("nucleiseg_lib.training", fromlist=["load_checkpoint"]).load_checkpoint(pretrained.MODEL)
+    bad = []
+    for name, key in (("validation", "val"), ("test", "test")):
+        if name in card["scores"]:
+            got = pretrained.score(pretrained.MODEL, a.data, state["split"][key], progress=not a.quiet)
+            for k, v in card["scores"][name].items():
+                if abs(got[k] - v) > 1e-3:
+                    bad.append(f"{name} {k}: card {v}, measured {got[k]}")
+    print("\n".join(bad) or "the card's scores are reproduced")
+    return 1 if bad else 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("export", help="write the pretrained model and its card from a trained run")
+    s.add_argument("--run", required=True, help="a run folder holding best.pt (e.g. runs/cpu)")
+    s.add_argument("--data", default=str(DEFAULT_DATA), help="the DSB2018 stage1_train it was trained on")
+    s.add_argument("--out", default=None, help="default: nucleiseg_lib/pretrained")
+    s.add_argument("--allow-other-data", action="store_true", help="export although the data hash differs")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=export)
+    s = sub.add_parser("check", help="re-evaluate the shipped model and compare with its card")
+    s.add_argument("--data", default=str(DEFAULT_DATA))
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=check)
+    a = p.parse_args(argv)
+    r = a.func(a)
+    return r if isinstance(r, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
