@@ -63,11 +63,11 @@ def variants(pp):
     return rows
 
 
-def score(pred, samples, ids, kinds, rule, over):
+def score(pred, samples, ids, kinds, rule, over, probs=None):
     """Mean metrics overall and per image kind, plus objects found / true."""
     import numpy as np
     from nucleiseg_lib.inference import evaluate_predictions, summarize_rows
-    rows = evaluate_predictions(pred, samples, ids, rule=rule, progress=False, **over)
+    rows = evaluate_predictions(pred, samples, ids, probs=probs, rule=rule, progress=False, **over)
 
     def agg(rs):
         if not rs:
@@ -105,10 +105,14 @@ def evaluate(a):
                    all_background_pixel_accuracy=round(float(np.mean(
                        [1 - float((samples[s][1] > 0).mean()) for s in part_ids])), 4), variants=[])
         chosen_pp = dict(pred.postprocess)
+        cache = {}  # probability maps per (TTA, zoom target): the threshold variants reuse them
         for name, rule, over, opts in variants(chosen_pp):
             pred.tta = opts.get("tta", False)
             pred.postprocess = {**chosen_pp, "target_area": opts.get("target_area", chosen_pp.get("target_area"))}
-            r = score(pred, samples, part_ids, kinds, rule, over)
+            key = (pred.tta, pred.postprocess["target_area"])
+            if key not in cache:
+                cache[key] = {s: pred.predict_proba(np.asarray(samples[s][0], np.float32)) for s in part_ids}
+            r = score(pred, samples, part_ids, kinds, rule, over, probs=cache[key])
             res["variants"].append(dict(name=name, **r))
             o = r["overall"]
             print(f"{part:5s} {name:55s} DSB {o['dsb_score']:.3f}  AP50 {o['ap50']:.3f}  "

@@ -97,3 +97,40 @@ def test_cli_errors_are_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nucleiseg_lib", "train", "--data", str(tmp_path / "none"),
                         "--run", str(tmp_path / "r")], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "none: data folder not found" in r.stderr
+
+
+def test_zoom_factor_magnifies_only_small_nuclei(checkpoint):
+    pred = Predictor(checkpoint)
+    prob = np.zeros((2, 60, 60), np.float32)
+    for k in range(4):                       # four 3x3 "nuclei": median area 9
+        prob[0, 5 + 12 * k:8 + 12 * k, 5:8] = 1
+    assert pred.zoom_factor(prob) == 1.0     # no target_area: never
+    pred.postprocess = {**pred.postprocess, "method": "cc", "min_size": 1, "target_area": 144.0}
+    assert pred.zoom_factor(prob) == pytest.approx(2.5)          # sqrt(144 / 9) = 4, capped at max_zoom 2.5
+    pred.postprocess["max_zoom"] = 10
+    assert pred.zoom_factor(prob) == pytest.approx(4.0)
+    pred.postprocess["target_area"] = 16.0    # 9 >= 16 / 2: big enough already
+    assert pred.zoom_factor(prob) == 1.0
+    image = np.random.default_rng(1).random((30, 41, 3)).astype(np.float32)
+    pred.postprocess["target_area"] = 1e6     # whatever it finds is small: predicted again, magnified, same shape out
+    assert pred.predict_proba(image).shape == (2, 30, 41)
+
+
+def test_cli_evaluate_split_test_and_train_settings(tmp_path, checkpoint, tiny_data):  # noqa: F811
+    from nucleiseg_lib.cli import parse_settings, split_of
+    from nucleiseg_lib.errors import DataError
+    assert parse_settings(["input=grey", "epochs=3", "scale=[0.5, 2]"]) == dict(input="grey", epochs=3,
+                                                                                 scale=(0.5, 2))
+    state = dict(split=dict(train=["a"], val=["b"], test=["c", "d"]))
+    assert split_of(state, ["a", "b", "c", "d"], "test") == ["c", "d"]
+    assert split_of(dict(split=dict(train=["a"], val=["b"])), ["a", "b"], "test") == []
+    with pytest.raises(DataError, match="is in the checkpoint's test split but not in the data folder"):
+        split_of(state, ["a", "b", "c"], "test")
+    # the tiny synthetic data hold one experiment per kind: nothing can be held out, and evaluate says so
+    r = subprocess.run([sys.executable, "-m", "nucleiseg_lib", "evaluate", "--checkpoint", str(checkpoint),
+                        "--data", str(tiny_data[0]), "--split", "test", "--quiet"], capture_output=True, text=True,
+                       cwd=REPO)
+    assert r.returncode == 2 and "has no test images" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "nucleiseg_lib", "train", "--data", str(tiny_data[0]), "--run",
+                        str(tmp_path / "r"), "--set", "colour=blue"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode != 0 and "unknown setting" in r.stderr

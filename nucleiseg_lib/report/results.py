@@ -70,7 +70,7 @@ def render_ablation(results_dir=None):
               + ", ".join(f"{p} {sets[p]['n']} images ({', '.join(f'{n} {k}' for k, n in sets[p]['n_by_kind'].items() if n)}, "
                           f"all-background pixel accuracy {sets[p]['all_background_pixel_accuracy']:.3f})" for p in sets)
               + (f"; test experiments: {', '.join(final['test_groups'])}" if final.get("test_groups") else "")
-              + (f"; not held out: " + "; ".join(f"{k}: {v}" for k, v in final["not_held_out"].items())
+              + ("; not held out: " + "; ".join(f"{k}: {v}" for k, v in final["not_held_out"].items())
                  if final.get("not_held_out") else "") + ".", "",
               "| post-processing | " + " | ".join(f"{p} DSB | {p} AP50 | {p} pixel acc." for p in sets) + " |",
               "|---|" + "---|---|---|" * len(sets)]

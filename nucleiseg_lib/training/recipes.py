@@ -68,7 +68,7 @@ RECIPES = {
                          max_images=32, repeats=2, scale=(0.7, 1.4), split="experiments"),
     "original": TrainConfig(recipe="original", base=32, mode="resize", size=256, batch_size=4, epochs=14, lr=1e-4),
     "cpu": TrainConfig(recipe="cpu", base=16, batch_norm=True, targets=("mask", "contour"), mode="crop", size=256,
-                       batch_size=4, epochs=25, lr=1e-3, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
+                       batch_size=4, epochs=10, lr=1e-3, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
                        augment=True, amp="auto", split="experiments"),
     "gpu": TrainConfig(recipe="gpu", base=64, batch_norm=False, targets=("mask", "contour"), mode="crop", size=256,
                        batch_size=8, epochs=100, lr=3e-4, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",

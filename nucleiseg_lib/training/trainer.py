@@ -68,26 +68,8 @@ class Trainer:
         return train_ids
 
     def datasets(self, data):
-        """The training and validation datasets, as the trainer builds them.
-
-        Parameters
-        ----------
-        data : TrainData
-
-        Returns
-        -------
-        train_ds, val_ds : NucleiDataset
-            ``train_ds[i]`` is an augmented crop ``x`` (C, size, size) with its
-            targets ``y`` (len(targets), size, size); ``val_ds`` holds whole images.
-        """
-        cfg = self.cfg
-        train_ds = NucleiDataset(data.samples, self.training_ids(data), mode=cfg.mode, size=cfg.size,
-                                 augment=cfg.augment, targets=cfg.targets, seed=cfg.seed, scale=cfg.scale,
-                                 repeats=cfg.repeats, input=cfg.input)
-        val_mode = "full" if cfg.mode == "crop" else cfg.mode
-        val_ds = NucleiDataset(data.samples, data.val_ids, mode=val_mode, size=cfg.size, targets=cfg.targets,
-                               seed=cfg.seed, input=cfg.input)
-        return train_ds, val_ds
+        """The training and validation datasets, as the trainer builds them (see :func:`make_datasets`)."""
+        return make_datasets(self.cfg, data.samples, self.training_ids(data), data.val_ids)
 
     def fit(self, model, data):
         """Train `model` for ``config.epochs`` epochs in total, resuming from ``last.pt`` if present.
@@ -156,28 +138,10 @@ class Trainer:
         return history
 
     def _check_model(self, model):
-        cfg = self.cfg
-        want = dict(in_channels=cfg.in_channels, out_channels=len(cfg.targets))
-        have = {k: getattr(model, "config", {}).get(k) for k in want}
-        if have != want:
-            raise ValueError(f"the model takes {have['in_channels']} input and gives {have['out_channels']} output "
-                             f"channels, but the config trains {want['in_channels']} -> {want['out_channels']} "
-                             f"(targets {list(cfg.targets)}); build it with make_model(config)")
+        check_model(model, self.cfg)
 
     def _restore(self, state, model, opt, scaler):
-        try:
-            if state["model_config"] != model.config:
-                raise CheckpointError(self.last, f"was trained as U-Net {state['model_config']}, but this run asks "
-                                                 f"for {model.config}; use another run folder")
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            scaler.load_state_dict(state.get("scaler", {}))
-        except (KeyError, RuntimeError, ValueError) as exc:
-            if isinstance(exc, CheckpointError):
-                raise
-            raise CheckpointError(self.last, f"cannot resume from it: {exc}") from None
-        set_rng_state(state.get("rng"))
-        return model
+        return restore_state(self.last, state, model, opt, scaler)
 
     def _train_epoch(self, model, opt, scaler, ds, epoch, workers):
         cfg, dev = self.cfg, self.device
@@ -215,20 +179,81 @@ class Trainer:
             scaler.update()
         return loss
 
-    @torch.no_grad()
     def validate(self, model, ds):
         """Mean validation loss and mean foreground IoU (threshold 0.5) over the images of `ds`."""
-        if len(ds) == 0:
-            return None, None
-        model.eval()
-        losses, ious = [], []
-        for i in range(len(ds)):
-            x, y = ds[i]
-            with _autocast(self.device, self.cfg.amp):
-                out = model(x[None].to(self.device).contiguous(memory_format=self.memory_format))
-            losses.append(segmentation_loss(out, y[None].to(self.device), self.cfg.loss).item())
-            ious.append(iou_metric(out[0, 0].float().cpu().numpy() > 0, y[0].numpy() > 0))
-        return float(np.mean(losses)), float(np.mean(ious))
+        return validate_model(model, ds, self.device, self.cfg, getattr(self, "memory_format", None))
+
+
+def make_datasets(cfg, samples, train_ids, val_ids):
+    """The training and validation datasets of a config.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    samples : mapping id -> (image, labels)
+    train_ids, val_ids : list of str
+
+    Returns
+    -------
+    train_ds, val_ds : NucleiDataset
+        ``train_ds[i]`` is an augmented crop ``x`` (C, size, size) with its
+        targets ``y`` (len(targets), size, size); ``val_ds`` holds whole images.
+    """
+    train_ds = NucleiDataset(samples, train_ids, mode=cfg.mode, size=cfg.size, augment=cfg.augment,
+                             targets=cfg.targets, seed=cfg.seed, scale=cfg.scale, repeats=cfg.repeats,
+                             input=cfg.input)
+    val_mode = "full" if cfg.mode == "crop" else cfg.mode
+    val_ds = NucleiDataset(samples, val_ids, mode=val_mode, size=cfg.size, targets=cfg.targets, seed=cfg.seed,
+                           input=cfg.input)
+    return train_ds, val_ds
+
+
+def check_model(model, cfg):
+    """Refuse a model whose input/output channels do not fit the config (``ValueError``)."""
+    want = dict(in_channels=cfg.in_channels, out_channels=len(cfg.targets))
+    have = {k: getattr(model, "config", {}).get(k) for k in want}
+    if have != want:
+        raise ValueError(f"the model takes {have['in_channels']} input and gives {have['out_channels']} output "
+                         f"channels, but the config trains {want['in_channels']} -> {want['out_channels']} "
+                         f"(targets {list(cfg.targets)}); build it with make_model(config)")
+
+
+def restore_state(path, state, model, opt, scaler):
+    """Load a resume checkpoint's weights, optimizer, scaler and RNG states; errors name `path`."""
+    try:
+        if state["model_config"] != model.config:
+            raise CheckpointError(path, f"was trained as U-Net {state['model_config']}, but this run asks "
+                                        f"for {model.config}; use another run folder")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state.get("scaler", {}))
+    except (KeyError, RuntimeError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(path, f"cannot resume from it: {exc}") from None
+    set_rng_state(state.get("rng"))
+    return model
+
+
+@torch.no_grad()
+def validate_model(model, ds, device, cfg, memory_format=None):
+    """Mean loss and mean foreground IoU (threshold 0.5) of `model` over the whole images of `ds`.
+
+    Returns
+    -------
+    (float, float), or (None, None) for an empty dataset
+    """
+    if len(ds) == 0:
+        return None, None
+    model.eval()
+    losses, ious = [], []
+    for i in range(len(ds)):
+        x, y = ds[i]
+        with _autocast(device, cfg.amp):
+            out = model(x[None].to(device).contiguous(memory_format=memory_format or torch.contiguous_format))
+        losses.append(segmentation_loss(out, y[None].to(device), cfg.loss).item())
+        ious.append(iou_metric(out[0, 0].float().cpu().numpy() > 0, y[0].numpy() > 0))
+    return float(np.mean(losses)), float(np.mean(ious))
 
 
 def _fmt(v):
