@@ -50,8 +50,16 @@ def train(a):
     print(json.dumps(info))
 
 
-def variants(pp):
-    """(name, rule, overrides, predictor options) rows: the original rule -> each change -> final."""
+def variants(pp, everything=True):
+    """(name, rule, overrides, predictor options) rows: the original rule -> each change -> final.
+
+    With ``everything=False`` only the validation-chosen post-processing (an ablation step's row).
+    """
+    if not everything:
+        method = pp.get("method", "cc")
+        name = ("validation-chosen threshold, watershed on contours" if method == "watershed"
+                else "validation-chosen threshold, connected components")
+        return [(name, None, dict(method=method), {})]
     rows = [("max/10 threshold, connected components (original)", "relative", dict(method="cc"), {}),
             ("validation-chosen threshold, connected components", None, dict(method="cc"), {})]
     if pp.get("method") == "watershed" or pp.get("sweep"):
@@ -106,7 +114,7 @@ def evaluate(a):
                        [1 - float((samples[s][1] > 0).mean()) for s in part_ids])), 4), variants=[])
         chosen_pp = dict(pred.postprocess)
         cache = {}  # probability maps per (TTA, zoom target): the threshold variants reuse them
-        for name, rule, over, opts in variants(chosen_pp):
+        for name, rule, over, opts in variants(chosen_pp, not a.chosen_only):
             pred.tta = opts.get("tta", False)
             pred.postprocess = {**chosen_pp, "target_area": opts.get("target_area", chosen_pp.get("target_area"))}
             key = (pred.tta, pred.postprocess["target_area"])
@@ -153,6 +161,9 @@ def main():
         if name != "table":
             s.add_argument("--name", default="cpu", help="run folder runs/<name> and result file name")
             s.add_argument("--data", default=str(DEFAULT_DATA))
+        if name == "evaluate":
+            s.add_argument("--chosen-only", action="store_true",
+                           help="only the validation-chosen post-processing (no TTA, zoom or threshold variants)")
         if name == "train":
             s.add_argument("--recipe", default="cpu")
             s.add_argument("--epochs", type=int)

@@ -1,0 +1,92 @@
+"""Prediction speed of a trained model on this machine, in process, post-processing included.
+
+    python benchmarks/predict_speed.py [--checkpoint runs/cpu/best.pt] [--repeats 3]
+        -> benchmarks/results/predict_speed.json
+
+Segments real DSB2018 images of several sizes with :meth:`Predictor.segment` (probability maps, threshold,
+instances with the validation-chosen method) and reports seconds per megapixel, the median over images of
+(median over repeats), with flip TTA off (what ``predict`` does by default) and on, and with the small-nuclei zoom.
+It also says what a class of 10 students waits on one 2-core Voila server when all upload a 1-megapixel image at
+once: the kernels share the cores, so the last result comes after about 10 x the single time (an estimate from the
+measured time, not a load test).
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from nucleiseg_lib.data import list_samples, read_image, sample_paths  # noqa: E402
+from nucleiseg_lib.inference import Predictor  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "dsb2018" / "stage1_train"
+
+
+def pick_images(data, sizes=((1388, 1040), (1024, 1024), (696, 520), (256, 256))):
+    """One image of each size (the first id of that size, sorted), as float RGB arrays."""
+    want, found = set(sizes), {}
+    from PIL import Image
+    for sid in list_samples(data):
+        path = sample_paths(data, sid, need_masks=False)[0]
+        size = Image.open(path).size
+        if size in want and size not in found:
+            found[size] = (sid, read_image(path))
+        if len(found) == len(want):
+            break
+    return [found[s] for s in sizes if s in found]
+
+
+def time_segment(pred, image, repeats):
+    pred.segment(image)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        pred.segment(image)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default=str(REPO / "runs" / "cpu" / "best.pt"))
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "predict_speed.json"))
+    a = p.parse_args()
+    pred = Predictor(a.checkpoint, device="cpu")
+    images = pick_images(a.data)
+    rows = []
+    area = pred.postprocess.get("train_median_area")
+    for mode in ("tta off", "tta on", "zoom small nuclei"):
+        pred.tta = mode == "tta on"
+        pred.postprocess = {**pred.postprocess, "target_area": area if mode == "zoom small nuclei" else None}
+        for sid, image in images:
+            mp = image.shape[0] * image.shape[1] / 1e6
+            s = time_segment(pred, image, a.repeats)
+            rows.append(dict(mode=mode, id=sid, size=f"{image.shape[1]}x{image.shape[0]}", seconds=round(s, 3),
+                             seconds_per_megapixel=round(s / mp, 3)))
+            print(f"{mode:18s} {rows[-1]['size']:>10s}  {s:7.3f} s  {s / mp:6.3f} s/MP", flush=True)
+    summary = {m: round(float(np.median([r["seconds_per_megapixel"] for r in rows if r["mode"] == m])), 3)
+               for m in ("tta off", "tta on", "zoom small nuclei")}
+    one_mp = [r for r in rows if r["mode"] == "tta off" and r["size"] == "1024x1024"]
+    out = dict(checkpoint=a.checkpoint, machine=dict(cpu_count=os.cpu_count(), processor=platform.processor(),
+                                                     torch=torch.__version__, threads=torch.get_num_threads(),
+                                                     capability=torch.backends.cpu.get_cpu_capability()),
+               median_seconds_per_megapixel=summary, rows=rows)
+    if one_mp:
+        out["class_of_10_last_result_seconds_estimate"] = round(10 * one_mp[0]["seconds"], 1)
+    Path(a.json).write_text(json.dumps(out, indent=2))
+    print(json.dumps(dict(median_seconds_per_megapixel=summary,
+                          class_of_10=out.get("class_of_10_last_result_seconds_estimate"))))
+
+
+if __name__ == "__main__":
+    main()
