@@ -195,7 +195,7 @@ class Student:
     def run(self, name, profile="auto", extra=None, notebook=None):
         runtime = self.tmp / f"runtime-{len(self.log)}-{name[:2]}"  # a new /content
         runtime.mkdir()
-        _run([str(self.py), "-m", "pip", "uninstall", "-q", "-y", "nucleiseg-lib"])  # a new runtime has no course
+        _run([str(self.py), "-m", "pip", "uninstall", "-q", "-y", "nucleiseg-lib"], cwd=runtime)  # a new runtime has no course
         env = dict(self.env, NUCLEISEG_COLAB_CONTENT=str(runtime))
         if profile != "auto":
             env["NUCLEISEG_PROFILE"] = profile
@@ -212,8 +212,9 @@ class Student:
         text = _outputs(out) if out.is_file() else ""
         self.log[name] = dict(seconds=round(time.time() - t, 1), text=text)
         assert r.returncode == 0, f"{name} failed in the simulated Colab:\n{r.stderr[-4000:]}\n{text[-4000:]}"
+        # cwd: the runtime, not this checkout (whose nucleiseg_lib.egg-info, from `pip install -e .`, would be found)
         installed = json.loads(_run([str(self.py), "-c", "from importlib.metadata import distribution as d; "
-                                     "print(d('nucleiseg-lib').read_text('direct_url.json'))"]))
+                                     "print(d('nucleiseg-lib').read_text('direct_url.json'))"], cwd=runtime))
         assert self.env["NUCLEISEG_INSTALL_URL"].endswith("@" + installed["vcs_info"]["commit_id"]), installed
         return text
 
