@@ -105,6 +105,7 @@ def evaluate(a):
                postprocess={k: v for k, v in pred.postprocess.items() if k != "sweep"},
                test_groups=split.get("test_groups", []), not_held_out=split.get("not_held_out", {}), sets={})
     t0 = time.time()
+    chosen_pp = dict(pred.postprocess)  # each variant below starts from the checkpoint's own settings
     for part in ("val", "test"):
         part_ids = sorted(split.get(part, []))
         if not part_ids:
@@ -112,7 +113,6 @@ def evaluate(a):
         res = dict(n=len(part_ids), n_by_kind={k: sum(kinds[s] == k for s in part_ids) for k in KINDS},
                    all_background_pixel_accuracy=round(float(np.mean(
                        [1 - float((samples[s][1] > 0).mean()) for s in part_ids])), 4), variants=[])
-        chosen_pp = dict(pred.postprocess)
         cache = {}  # probability maps per (TTA, zoom target): the threshold variants reuse them
         for name, rule, over, opts in variants(chosen_pp, not a.chosen_only):
             pred.tta = opts.get("tta", False)

@@ -16,7 +16,7 @@ from nucleiseg_lib.data import SampleCache, data_hash, list_samples, split_ids
 from nucleiseg_lib.data.synth import make_synthetic_dataset
 from nucleiseg_lib.errors import CheckpointError
 from nucleiseg_lib.inference import Predictor, calibrate
-from nucleiseg_lib.training import Trainer, get_recipe, load_checkpoint, save_checkpoint
+from nucleiseg_lib.training import Trainer, TrainData, get_recipe, load_checkpoint, make_model, save_checkpoint  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "dsb2018" / "stage1_train"
@@ -40,12 +40,10 @@ def exported(tmp_path_factory):
     val, test = rest[:3], rest[3:]
     samples = SampleCache(data, cache_dir=tmp / "cache", progress=False).load_all()
     cfg = get_recipe("smoke", base=4, size=32, batch_size=2, num_workers=0, max_images=0, repeats=1, epochs=2)
-    Trainer(tmp / "run", cfg, device="cpu", progress=False, log=lambda *a, **k: None).fit(
-        samples, train, val, data_info=dict(hash=data_hash(data), n_images=len(ids)))
+    data_ = TrainData(samples, train, val, test, method="test",
+                      info=dict(hash=data_hash(data), n_images=len(ids)))
+    Trainer(tmp / "run", cfg, device="cpu", progress=False, log=lambda *a, **k: None).fit(make_model(cfg), data_)
     calibrate(tmp / "run" / "best.pt", samples, val, progress=False)
-    state = load_checkpoint(tmp / "run" / "best.pt")
-    state["split"] = dict(state["split"], test=test, method="test")  # the lead's split adds held-out test images
-    save_checkpoint(state, tmp / "run" / "best.pt")
     out = tmp / "pkg"
     args = _tool().main.__globals__["argparse"].Namespace(run=str(tmp / "run"), data=str(data), out=str(out),
                                                           allow_other_data=False, quiet=True)

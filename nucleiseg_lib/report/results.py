@@ -59,8 +59,8 @@ def render_ablation(results_dir=None):
     for res in results:
         t = res.get("train", {})
         val, test = (chosen_variant(res, p) if p in res["sets"] else None for p in ("val", "test"))
-        lines.append(f"| {t.get('step', res['name'])} (`{res['name']}`) | {res['epochs']} epochs"
-                     + (f", {t['train_seconds_total'] / 60:.1f} min" if t else "")
+        lines.append(f"| {t.get('step', res['name'])} (`{res['name']}`) | best epoch {res['epochs']}"
+                     + (f" of {t['epochs']}, {t['train_seconds_total'] / 60:.1f} min" if t else "")
                      + f" | {_cell(val)} | {_cell(test)} | {_cell(test, 'fluorescence')} | {_cell(test, 'stained')} "
                      f"| {_cell(val, 'brightfield')} |")
     final = results[-1]
