@@ -70,8 +70,12 @@ def build_summary(state, splits, baselines, kinds):
 
 
 def save_summary(summary, run_dir, figure=None):
-    """Write ``summary.json`` (and the example figure as ``summary.png``) into `run_dir`; return the JSON path."""
-    run_dir = Path(run_dir)
+    """Write ``summary.json`` (and the example figure as ``summary.png``) into `run_dir`; return the JSON path.
+
+    Without a run folder (05 on the pretrained model, nothing trained) they go to ``./summary``.
+    """
+    run_dir = Path(run_dir) if run_dir is not None else Path.cwd() / "summary"
+    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / JSON_NAME
     path.write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
     if figure is not None:
