@@ -34,9 +34,9 @@ def resolve_amp(device, amp):
     ----------
     device : torch.device
     amp : {"off", "auto", "bf16", "fp16"}
-        "auto": float16 on CUDA; bfloat16 on a CPU only where it is native (on an
-        AVX2-only CPU one bf16 training step of the cpu recipe took 137 s against 24 s
-        in fp32, measured under load), else full precision.
+        "auto": float16 on CUDA; bfloat16 on a CPU only where it is native (elsewhere
+        it is emulated and slower than fp32: ``python benchmarks/speed.py`` times both),
+        else full precision.
 
     Returns
     -------

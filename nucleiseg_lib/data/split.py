@@ -11,7 +11,7 @@ brightness and colour within each (size, modality) block.
 
 import numpy as np
 
-from .stats import MODALITIES
+from .stats import MODALITIES, classify_modality, nucleus_areas
 
 
 def split_ids(ids, val_fraction=0.1, seed=0):
@@ -59,7 +59,6 @@ def image_features(image, labels):
         ``background`` and ``foreground`` (median grey level outside / inside nuclei),
         ``colour`` (mean R, G, B).
     """
-    from .stats import classify_modality, nucleus_areas
     x = np.asarray(image, np.float32)
     grey = x.mean(axis=2)
     fg = np.asarray(labels) > 0

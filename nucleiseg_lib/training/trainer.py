@@ -92,7 +92,7 @@ class Trainer:
             ``val_loss``, ``val_iou``, ``lr``, ``seconds``).
         """
         cfg, dev = self.cfg, self.device
-        self._check_model(model)
+        check_model(model, self.cfg)
         train_ids, val_ids = self.training_ids(data), data.val_ids
         torch.manual_seed(cfg.seed)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -103,7 +103,7 @@ class Trainer:
         history, start = [], 0
         if self.last.exists():
             state = load_checkpoint(self.last, map_location=dev)
-            model = self._restore(state, model, opt, scaler)
+            model = restore_state(self.last, state, model, opt, scaler)
             history, start = state["history"], state["epoch"]
             self.log(f"resuming {self.last} after epoch {start} of {cfg.epochs}")
         if start >= cfg.epochs:
@@ -136,12 +136,6 @@ class Trainer:
             self.log(f"  train_loss {train_loss:.4f}  val_loss {_fmt(val_loss)}  val_iou {_fmt(val_iou)}  "
                      f"({history[-1]['seconds']:.1f} s)", flush=True)
         return history
-
-    def _check_model(self, model):
-        check_model(model, self.cfg)
-
-    def _restore(self, state, model, opt, scaler):
-        return restore_state(self.last, state, model, opt, scaler)
 
     def _train_epoch(self, model, opt, scaler, ds, epoch, workers):
         cfg, dev = self.cfg, self.device
