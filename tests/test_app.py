@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from nucleiseg_lib import app as appmod
+from nucleiseg_lib import pretrained
 from nucleiseg_lib.app import (SegmentApp, area_stats, decode_image_bytes, display_factor, download_filename,
                                download_link, measure_nuclei, resolve_run_dir, results_zip, table_to_csv,
                                uploaded_files)
@@ -385,7 +386,7 @@ def _random_checkpoint(path, out_channels=2):
 
 def test_no_model_explains_how_to_get_one_and_retry_finds_it(tmp_path):
     run = tmp_path / "runs" / "smoke"
-    app = SegmentApp.from_run_dir(run)
+    app = SegmentApp.from_run_dir(run, pretrained=False)
     assert not app.ready and "not found" in app.problem
     ui = app.widget and app._ui
     text = ui["model"].value
@@ -407,6 +408,30 @@ def test_no_model_explains_how_to_get_one_and_retry_finds_it(tmp_path):
     assert app.result.upload.prob.shape == (2, 37, 83)   # the real Predictor, at native resolution
     assert app.result.labels.shape == (37, 83)
     assert 'data-kind="ok"' in ui["message"].value
+
+
+@pytest.mark.skipif(not pretrained.available(), reason="this installation ships no pretrained model")
+def test_without_a_run_the_pretrained_model_is_used_until_one_is_trained(tmp_path):
+    run = tmp_path / "runs" / "cpu"
+    app = SegmentApp.from_run_dir(run)
+    assert app.ready and app.using_pretrained and Path(app.predictor.path) == pretrained.MODEL
+    ui = app.widget and app._ui
+    text = ui["model"].value
+    assert "Using the pretrained course model" in text and str(run / "best.pt") in text and "04_training" in text
+    assert "nucleiseg-pretrained" in text and str(pretrained.MODEL) in text
+    assert not ui["upload"].disabled and ui["retry"].layout.display is None
+    ui["upload"].value = upload_value(("a.png", encode(discs()[0])))
+    assert app.result is not None and app.result.labels.max() > 0
+
+    assert app.retry() and app.using_pretrained            # still nothing trained: nothing changes
+    assert app.result is not None
+
+    run.mkdir(parents=True, exist_ok=True)
+    _random_checkpoint(run / "best.pt")
+    assert app.retry() and not app.using_pretrained and app.predictor.path == str(run / "best.pt")
+    assert app.result is None and app.uploads == [] and ui["results"].layout.display == "none"
+    assert ui["retry"].layout.display == "none" and "U-Net base 4" in ui["model"].value
+    assert "pretrained" not in ui["model"].value
 
 
 def test_upload_limit_follows_the_model_and_the_memory():
@@ -454,7 +479,7 @@ def test_notebook_skeleton():
 
 @pytest.mark.slow
 def test_notebook_runs_headless_without_a_model(tmp_path):
-    """nbval's situation when notebook 04 has not run: the notebook must finish and say there is no model."""
+    """nbval's situation when notebook 04 has not run: the notebook must finish and say which model it uses."""
     import nbformat
     from nbclient import NotebookClient
     nb = nbformat.read(NOTEBOOK, as_version=4)
@@ -474,4 +499,5 @@ def test_notebook_runs_headless_without_a_model(tmp_path):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
-    assert "No trained model yet" in json.dumps(nb.metadata.get("widgets", {}))
+    state = json.dumps(nb.metadata.get("widgets", {}))
+    assert ("Using the pretrained course model" if pretrained.available() else "No trained model yet") in state

@@ -384,17 +384,24 @@ def test_upload_threshold_download_and_bad_input(voila_server, page, trained_run
     assert not [m for m in page.console_messages if m.startswith("error") and "nucleiseg" in m]
 
 
-def test_no_model_says_how_to_get_one(tmp_path, out_dir, page):
+def test_no_model_says_which_model_it_uses(tmp_path, out_dir, page):
+    """Without a trained run the page uses the pretrained course model and says so; without one, how to get one."""
+    from nucleiseg_lib import pretrained
     empty = tmp_path / "run_without_model"
     empty.mkdir()
     with serve(empty, out_dir / "voila-no-model.log") as server:
         page.goto(server.url, timeout=RESULT_S * 1000, wait_until="domcontentloaded")
-        box = page.locator(".nucleiseg-nomodel")
-        expect(box).to_contain_text("No trained model yet", timeout=RESULT_S * 1000)
+        if pretrained.available():
+            box = page.locator(".nucleiseg-pretrained")
+            expect(box).to_contain_text("Using the pretrained course model", timeout=RESULT_S * 1000)
+            expect(page.locator(".nucleiseg-upload")).to_be_enabled()
+        else:
+            box = page.locator(".nucleiseg-nomodel")
+            expect(box).to_contain_text("No trained model yet", timeout=RESULT_S * 1000)
+            expect(box).to_contain_text("nucleiseg train")
+            expect(page.locator(".nucleiseg-upload")).to_be_disabled()
         expect(box).to_contain_text(str(empty / "best.pt"))
         expect(box).to_contain_text("04_training")
-        expect(box).to_contain_text("nucleiseg train")
-        expect(page.locator(".nucleiseg-upload")).to_be_disabled()
         expect(page.locator(".nucleiseg-retry")).to_be_visible()
         assert "Traceback" not in page.content()
         snap(page, out_dir / "app_no_model.png")

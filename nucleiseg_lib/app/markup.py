@@ -27,6 +27,22 @@ def no_model_message(run_dir, problem=None):
         f"then press <b>Check again</b> (or run this notebook again).</div>")
 
 
+def pretrained_message(run_dir, summary):
+    """HTML saying that the app uses the pretrained course model, because `run_dir` has no trained model yet."""
+    from ..pretrained import CARD_MD, card
+    c = card() or {}
+    test = (c.get("scores") or {}).get("test", {}).get("dsb_score")
+    how = (f" Its DSB score on whole experiments left out of its training is {test:.2f}" if test is not None else "")
+    return (
+        f'<div class="nucleiseg-pretrained" style="border-left:6px solid #2b7bd9;background:#e8f1fb;padding:10px 14px;'
+        f'margin:6px 0;color:#222"><b>Using the pretrained course model.</b> There is no trained model in '
+        f"<code>{html.escape(str(Path(run_dir) / 'best.pt'))}</code> yet, so this app uses the model shipped with "
+        f"<code>nucleiseg_lib</code> (the {html.escape(str(c.get('recipe', 'cpu')))} recipe; see "
+        f"<code>{CARD_MD.name}</code>).{html.escape(how)}{'.' if how else ''} Train your own with "
+        f"<code>notebooks/04_training.ipynb</code> (same <code>PROFILE</code> and <code>RUN_DIR</code>), then press "
+        f"<b>Check again</b>.<br><small>Model: {html.escape(summary)}</small></div>")
+
+
 def nuclei_word(n):
     return "nucleus" if n == 1 else "nuclei"
 

@@ -8,8 +8,8 @@ from ..inference.postprocess import RULE_LABELS
 from ..viz.pictures import display_factor, overlay_outline, png_bytes, probability_rgb, reduce_blocks, to_uint8
 from .download import download_filename, download_link
 from .limits import ACCEPT, OUTLINE_COLOUR, WEBSOCKET_LIMIT_MB, uploaded_files
-from .markup import (CSS, count_html, foreground_html, message_html, no_model_message, stats_html, table_html,
-                     upload_hint, upload_report)
+from .markup import (CSS, count_html, foreground_html, message_html, no_model_message, pretrained_message, stats_html,
+                     table_html, upload_hint, upload_report)
 from .session import RULES, SegmentSession
 
 PANELS = (("image", "image"), ("prob", "probability of nucleus"), ("overlay", "outlines"))
@@ -127,9 +127,14 @@ class SegmentApp(SegmentSession):
         display(self.widget)
 
     def retry(self):
-        """Look for the checkpoint again (after training in another notebook); True when found."""
+        """Look for ``<run_dir>/best.pt`` again (after training in another notebook); True when a model is loaded."""
+        before = self.predictor
         found = super().retry()
         if self._ui is not None:
+            if self.predictor is not before:
+                self._ui["results"].layout.display = "none"   # the uploads went with the other model
+                with self._quietly():
+                    self._ui["select"].options = []
             self._refresh_model_box()
         return found
 
@@ -144,10 +149,12 @@ class SegmentApp(SegmentSession):
 
     def _refresh_model_box(self):
         ui = self._ui
-        ui["retry"].layout.display = "none" if self.ready else None
+        ui["retry"].layout.display = "none" if self.ready and not self.using_pretrained else None
         ui["upload"].disabled = not self.ready
         if self.ready:
-            ui["model"].value = f'<div class="nucleiseg-modelinfo">Model: {html.escape(self.model_summary())}</div>'
+            ui["model"].value = (pretrained_message(self.run_dir or "runs/cpu", self.model_summary())
+                                 if self.using_pretrained else
+                                 f'<div class="nucleiseg-modelinfo">Model: {html.escape(self.model_summary())}</div>')
             with self._quietly():
                 ui["slider"].value = round(self.validation_threshold, 2)
             self._message(html.escape(upload_hint(self.max_pixels, WEBSOCKET_LIMIT_MB)), "info")

@@ -69,12 +69,19 @@ def resolve_run_dir(run_dir="auto", profile="auto", log=print):
     return course_run_dir(run_dir, profile, log=log)
 
 
-def load_predictor(run_dir, device=None, tta=False):
-    """(Predictor of ``<run_dir>/best.pt``, None), or (None, why there is none)."""
+def load_predictor(run_dir, device=None, tta=False, pretrained=True):
+    """(Predictor of ``<run_dir>/best.pt``, None), or (None, why there is none).
+
+    Without a ``best.pt`` and with `pretrained`, the predictor is the pretrained course model shipped with the
+    package (:func:`nucleiseg_lib.pretrained.fallback`), when this installation has one.
+    """
     from ..inference import Predictor
+    best = Path(run_dir) / "best.pt"
     try:
-        from ..pretrained import fallback  # no trained run: the shipped course model, saying so
-        return Predictor(fallback(Path(run_dir) / "best.pt"), device=device, tta=tta), None
+        if pretrained:
+            from ..pretrained import fallback  # no trained run: the shipped course model, saying so
+            best = fallback(best)
+        return Predictor(best, device=device, tta=tta), None
     except CheckpointError as exc:
         return None, exc.problem
 
@@ -98,11 +105,14 @@ class SegmentSession:
         integer factor), never predicted reduced.
     keep : int
         Uploads kept in memory; the oldest are dropped.
+    pretrained : bool
+        Whether :meth:`retry` may fall back to the pretrained course model when ``best.pt`` is missing.
     """
 
     def __init__(self, predictor=None, run_dir=None, problem=None, max_pixels="auto",
-                 display_max=DISPLAY_MAX, keep=KEEP_IMAGES):
+                 display_max=DISPLAY_MAX, keep=KEEP_IMAGES, pretrained=True):
         self.predictor = predictor
+        self.pretrained = pretrained
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.problem = problem
         self._max_pixels = max_pixels
@@ -113,8 +123,10 @@ class SegmentSession:
         self._device, self._tta = None, False
 
     @classmethod
-    def from_run_dir(cls, run_dir="auto", profile="auto", device=None, tta=False, **kwargs):
-        """The app with the model in ``<run_dir>/best.pt``; without one, an app that says how to get it.
+    def from_run_dir(cls, run_dir="auto", profile="auto", device=None, tta=False, pretrained=True, **kwargs):
+        """The app with the model in ``<run_dir>/best.pt``; without one, the pretrained course model (saying so).
+
+        Without either (or with ``pretrained=False``) the app says how to get a model.
 
         Parameters
         ----------
@@ -125,12 +137,14 @@ class SegmentSession:
             Default: CUDA when available, else the CPU.
         tta : bool
             Test-time augmentation (4 flips: 4x slower, slightly better).
+        pretrained : bool
+            Fall back to the pretrained course model shipped with the package.
         **kwargs
             Passed to the class.
         """
         run_dir = resolve_run_dir(run_dir, profile)
-        predictor, problem = load_predictor(run_dir, device, tta)
-        app = cls(predictor, run_dir, problem, **kwargs)
+        predictor, problem = load_predictor(run_dir, device, tta, pretrained)
+        app = cls(predictor, run_dir, problem, pretrained=pretrained, **kwargs)
         app._device, app._tta = device, tta
         return app
 
@@ -145,20 +159,34 @@ class SegmentSession:
         return self.predictor is not None
 
     @property
+    def using_pretrained(self):
+        """Whether the model in use is the pretrained course model, not one trained in `run_dir`."""
+        from ..pretrained import MODEL
+        return self.ready and Path(self.predictor.path) == MODEL
+
+    @property
     def validation_threshold(self):
         return float(self.predictor.postprocess["threshold"]) if self.ready else 0.5
 
     def retry(self):
-        """Look for the checkpoint again (after training in another notebook); True when found."""
-        if self.run_dir is not None and not self.ready:
-            self.predictor, self.problem = load_predictor(self.run_dir, self._device, self._tta)
+        """Look for ``<run_dir>/best.pt`` again (after training in another notebook); True when a model is loaded.
+
+        Without a model, or with the pretrained one, a ``best.pt`` that has appeared since replaces it.
+        """
+        if self.run_dir is not None and (not self.ready or self.using_pretrained):
+            predictor, problem = load_predictor(self.run_dir, self._device, self._tta, self.pretrained)
+            if predictor is not None and not (self.ready and Path(predictor.path) == Path(self.predictor.path)):
+                self.predictor, self.problem = predictor, problem
+                self.uploads, self.result = [], None   # their probabilities came from the other model
+            elif predictor is None:
+                self.predictor, self.problem = None, problem
         return self.ready
 
     def model_summary(self):
         """One line about the model in use (plain text)."""
         if not self.ready:
             return "no model"
-        return describe_model(self.predictor, self.run_dir / "best.pt" if self.run_dir else self.predictor.path)
+        return describe_model(self.predictor, self.predictor.path)
 
     def add_image(self, content, name="upload"):
         """Decode and predict one uploaded file; keep it and return its :class:`Upload`.
