@@ -94,3 +94,33 @@ def test_dataset_one_channel_input_uses_whole_image_percentiles():
     aug = NucleiDataset({"a": (image, labels)}, ["a"], mode="crop", size=32, augment=True, input="nuclei", seed=2)
     xa, ya = aug[0]
     assert xa.shape == (1, 32, 32) and torch.isfinite(xa).all()
+
+
+def test_contour_width_grows_inward_and_follows_the_area():
+    from nucleiseg_lib.data.transforms import AREA_WIDTHS, contour_width_map
+    lab = np.zeros((40, 60), int)
+    lab[2:10, 2:10] = 1          # 64 px: width 1 under "area"
+    lab[12:32, 2:22] = 2         # 400 px: width 2
+    lab[5:35, 28:58] = 3         # 900 px: width 3
+    one = instance_contours(lab)
+    assert (instance_contours(lab, 1) == one).all()
+    two = instance_contours(lab, 2)
+    assert (two >= one).all() and two[13, 13] and not one[13, 13] and not two[14, 14]
+    area = instance_contours(lab, "area")
+    assert area[2, 5] and not area[3, 5]                  # small nucleus: one pixel
+    assert area[13, 10] and not area[14, 10] and area[12, 10]   # medium: two
+    assert area[7, 40] and not area[8, 40]                # large: three
+    assert not area[lab == 0].any()
+    assert [w for _, w in AREA_WIDTHS] == [1, 2, 3]
+    assert contour_width_map(lab, "area")[20, 40] == 3 and contour_width_map(lab, 2)[0, 0] == 0
+    target = make_target(lab, ("mask", "contour"), contour_width="area")
+    assert (target[1] == area).all() and (target[0] == (lab > 0)).all()
+    with pytest.raises(ValueError, match="contour width"):
+        instance_contours(lab, 5)
+
+
+def test_contour_width_keeps_touching_nuclei_apart_by_its_width():
+    lab = np.zeros((6, 12), int)
+    lab[:, :6], lab[:, 6:] = 1, 2
+    c = instance_contours(lab, 2)
+    assert c[3, 4] and c[3, 5] and c[3, 6] and c[3, 7] and not c[3, 3] and not c[3, 8]

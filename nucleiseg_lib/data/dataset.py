@@ -42,6 +42,9 @@ class NucleiDataset(torch.utils.data.Dataset):
     augment : bool
         Colour, contrast, scale, flip and rotation augmentation.
     targets : tuple of {"mask", "contour"}
+    contour_width : int or "area"
+        Width of the contour target (:func:`~nucleiseg_lib.data.transforms.instance_contours`), drawn after
+        the crop is rescaled, so "area" goes by the nucleus size the network sees.
     seed : int
         Crops and augmentation depend only on (seed, epoch, index): training is
         reproducible whatever the number of loader workers, and resumes exactly.
@@ -62,13 +65,13 @@ class NucleiDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, samples, ids, mode="crop", size=256, augment=False, targets=("mask",), seed=0,
-                 scale=(0.5, 2.0), repeats=1, input="rgb"):
+                 scale=(0.5, 2.0), repeats=1, input="rgb", contour_width=1):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.samples, self.ids, self.mode, self.size = samples, list(ids), mode, size
         self.augment, self.targets, self.seed, self.scale = augment, tuple(targets), seed, scale
         self.repeats = max(1, int(repeats))
-        self.input = input
+        self.input, self.contour_width = input, contour_width
         self.epoch = 0
         self._channels = {}  # id -> scaled one-channel input of the whole image, shape (H, W, 1)
 
@@ -104,7 +107,7 @@ class NucleiDataset(torch.utils.data.Dataset):
             x = np.ascontiguousarray(image.transpose(2, 0, 1))
             if self.augment:
                 x = augment_intensity(x, rng)
-        y = make_target(labels, self.targets)
+        y = make_target(labels, self.targets, self.contour_width)
         if self.augment:
             x, y = augment_geometry(x, y, rng)
         return torch.from_numpy(x), torch.from_numpy(y)

@@ -21,6 +21,7 @@ class TrainConfig:
     base: int = 32
     batch_norm: bool = False
     targets: tuple = ("mask",)
+    contour_width: object = 1     # 1, 2, 3 or "area" (1/2/3 px by nucleus area): see data.transforms.instance_contours
     mode: str = "resize"          # "resize" (whole image to size x size) or "crop" (native resolution)
     size: int = 256
     batch_size: int = 4
