@@ -1,6 +1,6 @@
 """Prediction speed of a trained model on this machine, in process, post-processing included.
 
-    python benchmarks/predict_speed.py [--checkpoint runs/cpu/best.pt] [--repeats 3]
+    python benchmarks/predict_speed.py [--checkpoint pretrained] [--repeats 3]
         -> benchmarks/results/predict_speed.json
 
 Segments real DSB2018 images of several sizes with :meth:`Predictor.segment` (probability maps, threshold,
@@ -56,7 +56,7 @@ def time_segment(pred, image, repeats):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(REPO / "runs" / "cpu" / "best.pt"))
+    p.add_argument("--checkpoint", default="pretrained", help="a best.pt, or pretrained (the shipped model)")
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "predict_speed.json"))

@@ -56,6 +56,23 @@ def _markdown(card):
     return "\n".join(lines) + "\n"
 
 
+def train_command(run_name, cfg):
+    """The ``nucleiseg train`` command of a run: its recipe, epochs, and every setting that differs from the recipe's."""
+    from nucleiseg_lib.training import get_recipe
+    recipe = cfg.get("recipe", "cpu")
+    command = f"nucleiseg train --data DSB2018/stage1_train --run {run_name} --profile {recipe}"
+    if cfg.get("epochs"):
+        command += f" --epochs {cfg['epochs']}"
+    try:
+        defaults = get_recipe(recipe).to_dict()
+    except (KeyError, ValueError):
+        return command
+    skip = {"epochs", "num_workers", "extra", "recipe"}
+    for key in sorted(k for k in cfg if k in defaults and k not in skip and cfg[k] != defaults[k]):
+        command += f" --set {key}={json.dumps(cfg[key], separators=(',', ':'))}"
+    return command
+
+
 def export(a, out_dir=None):
     import os
 
@@ -91,8 +108,7 @@ def export(a, out_dir=None):
             if ids:
                 print(f"scoring the fp16 model on its {len(ids)} {name} images ...", flush=True)
                 scores[name] = pretrained.score(staged, data, ids, progress=not a.quiet)
-        command = (f"nucleiseg train --data DSB2018/stage1_train --run {run.name} --profile {cfg.get('recipe', 'cpu')}"
-                   + (f" --epochs {cfg['epochs']}" if cfg.get("epochs") else ""))
+        command = train_command(run.name, cfg)
         card = dict(file=model_path.name, recipe=cfg.get("recipe"), command=command, data_hash=h,
                     data_images=len(known), commit=_commit(), epoch=state.get("epoch"),
                     model_config=state["model_config"], size_bytes=staged.stat().st_size,
