@@ -178,3 +178,53 @@ def test_kill_9_mid_epoch_then_resume_matches_straight_run(tmp_path):
     a = json.loads((tmp_path / "straight" / "history.json").read_text())
     b = json.loads((run / "history.json").read_text())
     assert strip_time(a) == strip_time(b)
+
+
+def test_sample_weights_balance_experiments_by_square_root():
+    from nucleiseg_lib.training.trainer import sample_weights
+    ids = ["a1", "a2", "a3", "a4", "b1", "c1", "c1"]           # c1 twice: repeats do not count as images
+    groups = {"a1": "A", "a2": "A", "a3": "A", "a4": "A", "b1": "B"}
+    assert sample_weights(ids, groups) is None
+    w = sample_weights(ids, groups, "experiments")
+    assert w.shape == (7,) and abs(float(w.sum()) - 1) < 1e-12
+    assert torch.allclose(w[0] / w[4], torch.tensor(0.5, dtype=torch.float64))   # 1/sqrt(4) against 1/sqrt(1)
+    assert torch.allclose(w[:4].sum() / w[4], torch.tensor(2.0, dtype=torch.float64))  # experiment A: 2x, not 4x
+    assert w[5] == w[6] == w[4]                                 # no experiment: an experiment of its own
+    with pytest.raises(ValueError, match="balance"):
+        sample_weights(ids, groups, "kinds")
+
+
+def test_balanced_training_draws_small_experiments_more_and_resumes_exactly(tmp_path, tiny_data):
+    _, samples, train, val = tiny_data
+    groups = {i: ("big" if k < len(train) - 1 else "small") for k, i in enumerate(train)}
+    cfg = tiny_config(epochs=2, balance="experiments", repeats=4)
+    data = TrainData(samples, train, val, groups=groups)
+    seen = []
+
+    class Spy(Trainer):
+        def datasets(self, d):
+            tr, va = super().datasets(d)
+            return SpyDataset(tr, seen), va
+
+    class SpyDataset(torch.utils.data.Dataset):
+        def __init__(self, ds, log):
+            self.ds, self.log, self.ids = ds, log, ds.ids
+
+        def set_epoch(self, epoch):
+            self.ds.set_epoch(epoch)
+
+        def __len__(self):
+            return len(self.ds)
+
+        def __getitem__(self, i):
+            self.log.append(self.ds.ids[i % len(self.ds.ids)])
+            return self.ds[i]
+
+    quiet = dict(device="cpu", progress=False, log=lambda *a, **k: None)
+    straight = Spy(tmp_path / "straight", cfg, **quiet).fit(make_model(cfg), data)
+    share = seen.count(train[-1]) / len(seen)     # sqrt weights: 1 / (1 + sqrt(n - 1)); uniform: 1 / n
+    assert share > 2 / len(train), (share, len(train))
+    Trainer(tmp_path / "resumed", tiny_config(epochs=1, balance="experiments", repeats=4), **quiet).fit(
+        make_model(cfg), data)
+    resumed = Trainer(tmp_path / "resumed", cfg, **quiet).fit(make_model(cfg), data)
+    assert strip_time(resumed) == strip_time(straight)

@@ -39,6 +39,7 @@ class TrainConfig:
     test_fraction: float = 0.15   # share of images in the held-out test experiments ("experiments" split only)
     max_images: int = 0           # 0 = all training images
     repeats: int = 1              # crops drawn per training image per epoch
+    balance: str = "none"         # "none" or "experiments": draw images of small experiments more often (trainer)
     num_workers: int = -1         # -1 = pick for this machine
     amp: str = "auto"             # "auto" (fp16 on CUDA, bf16 on a CPU that has it natively), "bf16", "fp16", "off"
     channels_last: bool = False   # NHWC memory format (1.5x faster bf16 steps on this CPU: benchmarks/speed.py)

@@ -57,6 +57,7 @@ class Trainer:
     def __init__(self, run_dir, config, device=None, progress=True, log=print):
         self.run_dir, self.cfg = Path(run_dir), config
         self.device, self.progress, self.log = pick_device(device), progress, log
+        self._groups = {}  # experiment of each image (fit sets it from the data): see sample_weights
         self.last, self.best = self.run_dir / "last.pt", self.run_dir / "best.pt"
 
     def training_ids(self, data):
@@ -110,6 +111,7 @@ class Trainer:
             self.log(f"{self.last} is already trained for {start} epochs; ask for more with a larger --epochs")
             return history
         train_ds, val_ds = self.datasets(data)
+        self._groups = dict(data.groups)
         # on a CPU, loader workers compete with the training threads for the same cores (benchmarks/speed.py:
         # 30 steps took 1.11x the in-memory time in-process, 1.24x with one worker on 2 cores)
         auto = min(4, os.cpu_count() or 1) if dev.type == "cuda" else 0
@@ -141,7 +143,10 @@ class Trainer:
         cfg, dev = self.cfg, self.device
         ds.set_epoch(epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
+        weights = sample_weights([ds.ids[i % len(ds.ids)] for i in range(len(ds))], self._groups, cfg.balance)
+        order = dict(shuffle=True) if weights is None else dict(sampler=torch.utils.data.WeightedRandomSampler(
+            weights, num_samples=len(ds), replacement=True, generator=gen))
+        loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, generator=gen, **order,
                                              num_workers=workers, drop_last=len(ds) > cfg.batch_size,
                                              pin_memory=dev.type == "cuda",
                                              persistent_workers=False)
@@ -176,6 +181,39 @@ class Trainer:
     def validate(self, model, ds):
         """Mean validation loss and mean foreground IoU (threshold 0.5) over the images of `ds`."""
         return validate_model(model, ds, self.device, self.cfg, getattr(self, "memory_format", None))
+
+
+BALANCE = ("none", "experiments")
+
+
+def sample_weights(ids, groups, balance="none"):
+    """How often each training item is drawn: None (uniformly, shuffled) or one weight per item.
+
+    ``balance="experiments"`` weighs an image by ``1 / sqrt(n)``, `n` the images of its experiment: an
+    experiment of 100 images is drawn 10x as often as one of a single image, not 100x (fully balanced
+    sampling would repeat a 15-image experiment's crops until the network learns them by heart).
+
+    Parameters
+    ----------
+    ids : list of str
+        The image of each dataset item (repeats included).
+    groups : dict id -> str
+        Experiment of each image (:func:`nucleiseg_lib.data.split.experiment_groups`); images without one form
+        their own experiment.
+    balance : {"none", "experiments"}
+
+    Returns
+    -------
+    None or torch.Tensor, shape (len(ids),), float64, summing to 1
+    """
+    if balance not in BALANCE:
+        raise ValueError(f"unknown balance {balance!r}; use one of {BALANCE}")
+    if balance == "none" or not ids:
+        return None
+    from collections import Counter
+    counts = Counter(groups.get(i, i) for i in set(ids))   # images per experiment (each image once)
+    w = torch.tensor([counts[groups.get(i, i)] ** -0.5 for i in ids], dtype=torch.float64)
+    return w / w.sum()
 
 
 def make_datasets(cfg, samples, train_ids, val_ids):
