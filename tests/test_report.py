@@ -224,3 +224,25 @@ def test_course_smoke_report(tmp_path):
     # the results page (report/summary.py) comes first, then every notebook
     assert len(result["executed"]) == len(list_notebooks(COURSE)) + 1
     assert "Appendix" in text
+
+
+def test_ablation_table_names_the_final_recipe_not_the_last_run(tmp_path):
+    from nucleiseg_lib.report.results import final_result, render_ablation
+    from nucleiseg_lib.training import get_recipe
+
+    def result(name, finished, **config):
+        variant = dict(name="validation-chosen threshold, connected components",
+                       overall=dict(dsb_score=0.5, ap50=0.6, iou=0.7, pixel_accuracy=0.9, n_pred=3, n_true=4),
+                       by_kind={})
+        return dict(name=name, epochs=2, config={**get_recipe("cpu").to_dict(), "epochs": 2, **config},
+                    postprocess=dict(threshold=0.5, method="cc"), train=dict(step=name, finished=finished, epochs=2,
+                                                                            train_seconds_total=60),
+                    sets=dict(val=dict(n=1, n_by_kind={}, all_background_pixel_accuracy=0.8, variants=[variant])))
+    runs = [result("old", 1, contour_width=1), result("recipe", 2), result("tried", 3, balance="experiments")]
+    assert final_result(runs)["name"] == "recipe"
+    assert final_result(runs[:1])["name"] == "old"           # no current recipe among them: the last one
+    for r in runs:
+        (tmp_path / f"{r['name']}.json").write_text(json.dumps(r))
+    md = render_ablation(tmp_path)
+    assert "(`recipe`) **= the recipe**" in md and "Post-processing of the final recipe (`recipe`)" in md
+    assert md.index("(`recipe`)") < md.index("(`tried`)")     # rows stay in the order they were trained

@@ -21,6 +21,25 @@ def load_results(results_dir=None):
     return sorted(out, key=lambda r: (r.get("train", {}).get("finished", 0), r["name"]))
 
 
+def is_current_recipe(res):
+    """Whether a result's training config is its recipe as the library defines it today (epochs aside)."""
+    from ..training import TrainConfig, get_recipe
+    cfg = res.get("config") or {}
+    try:
+        want = get_recipe(cfg.get("recipe", "")).to_dict()
+    except (KeyError, ValueError):
+        return False
+    have = TrainConfig.from_dict(cfg).to_dict()
+    skip = ("epochs", "num_workers", "extra")
+    return all(have[k] == want[k] for k in want if k not in skip)
+
+
+def final_result(results):
+    """The result of the final recipe: the last one trained with today's recipe settings (else the last one)."""
+    current = [r for r in results if is_current_recipe(r)]
+    return (current or results)[-1]
+
+
 def chosen_variant(res, part):
     """The variant that uses the validation-chosen post-processing without TTA (what ``predict`` does)."""
     method = res["postprocess"].get("method", "cc")
@@ -41,7 +60,9 @@ def _cell(v, kind=None):
 
 
 def render_ablation(results_dir=None):
-    """Markdown: the ablation table (one row per recipe step) and the final step's post-processing table.
+    """Markdown: the ablation table (one row per recipe step) and the final recipe's post-processing table.
+
+    The final recipe is :func:`final_result`: steps trained after it and not adopted stay rows of the table.
 
     Returns
     -------
@@ -56,16 +77,17 @@ def render_ablation(results_dir=None):
              "**test**: whole experiments left out of training, which chose nothing.", "",
              "| recipe step | training | validation DSB | test DSB | test fluorescence | test stained "
              "| validation brightfield |", "|---|---|---|---|---|---|---|"]
+    final = final_result(results)
     for res in results:
         t = res.get("train", {})
         val, test = (chosen_variant(res, p) if p in res["sets"] else None for p in ("val", "test"))
-        lines.append(f"| {t.get('step', res['name'])} (`{res['name']}`) | best epoch {res['epochs']}"
+        mark = " **= the recipe**" if res is final else ""
+        lines.append(f"| {t.get('step', res['name'])} (`{res['name']}`){mark} | best epoch {res['epochs']}"
                      + (f" of {t['epochs']}, {t['train_seconds_total'] / 60:.1f} min" if t else "")
                      + f" | {_cell(val)} | {_cell(test)} | {_cell(test, 'fluorescence')} | {_cell(test, 'stained')} "
                      f"| {_cell(val, 'brightfield')} |")
-    final = results[-1]
     sets = final["sets"]
-    lines += ["", f"Post-processing of the last step (`{final['name']}`): threshold "
+    lines += ["", f"Post-processing of the final recipe (`{final['name']}`): threshold "
               f"{final['postprocess'].get('threshold')}, {final['postprocess'].get('method')} chosen on validation; "
               + ", ".join(f"{p} {sets[p]['n']} images ({', '.join(f'{n} {k}' for k, n in sets[p]['n_by_kind'].items() if n)}, "
                           f"all-background pixel accuracy {sets[p]['all_background_pixel_accuracy']:.3f})" for p in sets)
