@@ -27,6 +27,7 @@ def main():
     p.add_argument("--split", default="test", choices=("val", "test"))
     a = p.parse_args()
     from nucleiseg_lib.data import SampleCache
+    from nucleiseg_lib.data.stats import nucleus_areas
     from nucleiseg_lib.inference import Predictor, evaluate_predictions, summarize_rows
     pred = Predictor(REPO / "runs" / a.name / "best.pt")
     split = pred.state["split"]
@@ -42,7 +43,7 @@ def main():
                experiments=[])
     for g, rs in sorted(by.items()):
         m = summarize_rows(rs)
-        area = float(np.median([np.median(np.bincount(samples[r["id"]][1].ravel())[1:]) for r in rs]))
+        area = float(np.median([np.median(nucleus_areas(samples[r["id"]][1])) for r in rs]))
         row = dict(experiment=g, n=len(rs), dsb_score=round(float(m["dsb_score"]), 4),
                    n_pred=round(float(np.mean([r["n_pred"] for r in rs])), 1),
                    n_true=round(float(np.mean([r["n_true"] for r in rs])), 1), median_area=round(area))

@@ -57,7 +57,6 @@ class Trainer:
     def __init__(self, run_dir, config, device=None, progress=True, log=print):
         self.run_dir, self.cfg = Path(run_dir), config
         self.device, self.progress, self.log = pick_device(device), progress, log
-        self._groups = {}  # experiment of each image (fit sets it from the data): see sample_weights
         self.last, self.best = self.run_dir / "last.pt", self.run_dir / "best.pt"
 
     def training_ids(self, data):
@@ -111,7 +110,9 @@ class Trainer:
             self.log(f"{self.last} is already trained for {start} epochs; ask for more with a larger --epochs")
             return history
         train_ds, val_ds = self.datasets(data)
-        self._groups = dict(data.groups)
+        # how often each item is drawn (None: uniformly); the same every epoch
+        weights = sample_weights([train_ds.ids[i % len(train_ds.ids)] for i in range(len(train_ds))], data.groups,
+                                 cfg.balance)
         # on a CPU, loader workers compete with the training threads for the same cores (benchmarks/speed.py:
         # 30 steps took 1.11x the in-memory time in-process, 1.24x with one worker on 2 cores)
         auto = min(4, os.cpu_count() or 1) if dev.type == "cuda" else 0
@@ -122,7 +123,7 @@ class Trainer:
             for g in opt.param_groups:
                 g["lr"] = _lr_at(cfg, epoch)
             self.log(f"epoch {epoch + 1}/{cfg.epochs}", flush=True)
-            train_loss = self._train_epoch(model, opt, scaler, train_ds, epoch, workers)
+            train_loss = self._train_epoch(model, opt, scaler, train_ds, epoch, workers, weights)
             val_loss, val_iou = self.validate(model, val_ds)
             history.append(dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val_loss, val_iou=val_iou,
                                 lr=opt.param_groups[0]["lr"], seconds=round(time.time() - t0, 2)))
@@ -139,11 +140,10 @@ class Trainer:
                      f"({history[-1]['seconds']:.1f} s)", flush=True)
         return history
 
-    def _train_epoch(self, model, opt, scaler, ds, epoch, workers):
+    def _train_epoch(self, model, opt, scaler, ds, epoch, workers, weights=None):
         cfg, dev = self.cfg, self.device
         ds.set_epoch(epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        weights = sample_weights([ds.ids[i % len(ds.ids)] for i in range(len(ds))], self._groups, cfg.balance)
         order = dict(shuffle=True) if weights is None else dict(sampler=torch.utils.data.WeightedRandomSampler(
             weights, num_samples=len(ds), replacement=True, generator=gen))
         loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, generator=gen, **order,
