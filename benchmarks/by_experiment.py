@@ -28,7 +28,7 @@ def main():
     a = p.parse_args()
     from nucleiseg_lib.data import SampleCache
     from nucleiseg_lib.data.stats import nucleus_areas
-    from nucleiseg_lib.inference import Predictor, evaluate_predictions, summarize_rows
+    from nucleiseg_lib.inference import Predictor, evaluate_predictions, settings_only, summarize_rows
     pred = Predictor(REPO / "runs" / a.name / "best.pt")
     split = pred.state["split"]
     ids, groups = sorted(split.get(a.split) or []), split.get("groups") or {}
@@ -39,7 +39,7 @@ def main():
     by = {}
     for r in rows:
         by.setdefault(groups.get(r["id"], "?"), []).append(r)
-    out = dict(name=a.name, split=a.split, postprocess={k: v for k, v in pred.postprocess.items() if k != "sweep"},
+    out = dict(name=a.name, split=a.split, postprocess=settings_only(pred.postprocess),
                experiments=[])
     for g, rs in sorted(by.items()):
         m = summarize_rows(rs)

@@ -9,6 +9,11 @@ instances with the validation-chosen method) and reports seconds per megapixel, 
 It also says what a class of 10 students waits on one 2-core Voila server when all upload a 1-megapixel image at
 once: the kernels share the cores, so the last result comes after about 10 x the single time (an estimate from the
 measured time, not a load test).
+
+It also says how far the target of 0.5 s/MP is from what the model costs: the network's floating-point operations
+per megapixel (counted by :class:`torch.utils.flop_counter.FlopCounterMode`), the rate this CPU reaches on a
+large fp32 matrix product (a practical ceiling for convolutions), and the time those two give as a floor, for the
+model and for thinner ones (``base``: the channels of the first level).
 """
 
 import argparse
@@ -54,6 +59,44 @@ def time_segment(pred, image, repeats):
     return float(np.median(times))
 
 
+def model_flops_per_megapixel(base, in_channels=3, out_channels=2, side=256):
+    """Floating-point operations of one forward pass of the cpu recipe's U-Net, per megapixel of input."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from nucleiseg_lib.training import get_recipe, make_model
+    model = make_model(get_recipe("cpu", base=base)).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, in_channels, side, side))
+    return counter.get_total_flops() / (side * side) * 1e6
+
+
+def matmul_gflops(n=2048, repeats=5):
+    """GFLOP/s of an n x n fp32 matrix product on this CPU (best of `repeats`)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def compute_floor(pred, forward_seconds_per_mp):
+    """The model's cost against this CPU's matrix-product rate: why the s/MP cannot drop much by tuning."""
+    rate = matmul_gflops()
+    base = int(pred.model.config.get("base", 16))
+    rows = []
+    for b in sorted({base, 8, 12}):
+        flops = model_flops_per_megapixel(b)
+        rows.append(dict(base=b, gflop_per_megapixel=round(flops / 1e9, 1),
+                         floor_seconds_per_megapixel=round(flops / 1e9 / rate, 3)))
+    flops = next(r for r in rows if r["base"] == base)["gflop_per_megapixel"]
+    return dict(matmul_gflops=round(rate, 1), model_base=base,
+                forward_gflops_reached=round(flops / forward_seconds_per_mp, 1), by_base=rows)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="pretrained", help="a best.pt, or pretrained (the shipped model)")
@@ -83,6 +126,11 @@ def main():
                median_seconds_per_megapixel=summary, rows=rows)
     if one_mp:
         out["class_of_10_last_result_seconds_estimate"] = round(10 * one_mp[0]["seconds"], 1)
+    # forward alone: TTA on runs 4 forward passes and one post-processing, TTA off one of each
+    forward = (summary["tta on"] - summary["tta off"]) / 3
+    out["forward_seconds_per_megapixel"] = round(forward, 3)
+    out["compute_floor"] = compute_floor(pred, forward)
+    print(json.dumps(out["compute_floor"]))
     Path(a.json).write_text(json.dumps(out, indent=2))
     print(json.dumps(dict(median_seconds_per_megapixel=summary,
                           class_of_10=out.get("class_of_10_last_result_seconds_estimate"))))

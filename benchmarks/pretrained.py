@@ -37,7 +37,10 @@ def _markdown(card):
              f"{card['model_config'].get('out_channels')} output channels), trained on DSB2018 stage1_train; "
              f"weights only, float16, {card['size_bytes'] / 2 ** 20:.1f} MiB. Post-processing chosen on the "
              f"validation split: threshold {card['postprocess'].get('threshold')}, "
-             f"{card['postprocess'].get('method')}.", "",
+             f"{card['postprocess'].get('method')}"
+             + (f", seeds opened {card['postprocess']['seed_opening']}x, objects of mean probability under "
+                f"{card['postprocess']['min_score']:g} dropped" if "min_score" in card["postprocess"] else "")
+             + ".", "",
              "| | value |", "|---|---|",
              f"| reproduce | `{card['command']}` |",
              f"| data | {card['data_images']} images, hash `{card['data_hash']}` (`nucleiseg_lib.data.data_hash`) |",
@@ -79,6 +82,7 @@ def export(a, out_dir=None):
     from nucleiseg_lib import pretrained
     from nucleiseg_lib.data import data_hash, list_samples
     from nucleiseg_lib.training import load_checkpoint, save_checkpoint, save_json
+    from nucleiseg_lib.inference import settings_only
     from nucleiseg_lib.training.checkpoint import model_state
     out_dir = Path(out_dir or a.out or pretrained.FOLDER)
     run = Path(a.run)
@@ -112,7 +116,7 @@ def export(a, out_dir=None):
         card = dict(file=model_path.name, recipe=cfg.get("recipe"), command=command, data_hash=h,
                     data_images=len(known), commit=_commit(), epoch=state.get("epoch"),
                     model_config=state["model_config"], size_bytes=staged.stat().st_size,
-                    postprocess={k: v for k, v in (state.get("postprocess") or {}).items() if k != "sweep"},
+                    postprocess=settings_only(state.get("postprocess")),
                     scores=scores)
         save_checkpoint(small, model_path)  # the same state as the staged file just scored
     save_json(card, out_dir / pretrained.CARD_JSON.name)

@@ -1,10 +1,13 @@
 """Train and evaluate recipes on real DSB2018, on images of seen and of left-out experiments; the ablation table.
 
     python benchmarks/recipes.py train --name cpu [--recipe cpu] [--epochs N] [--set KEY=VALUE ...]
+    python benchmarks/recipes.py calibrate --name cpu --out cpu-pp   # a run's best.pt, post-processing chosen anew
     python benchmarks/recipes.py evaluate --name cpu        # -> benchmarks/results/cpu.json
     python benchmarks/recipes.py table                      # -> benchmarks/results/ablation.md and README.md
 
-`train` runs ``nucleiseg train`` into ``runs/<name>`` (split by experiments: train / validation / test, stored
+`calibrate` copies ``runs/<name>/best.pt`` to ``runs/<out>/`` and chooses its post-processing again on its
+validation images with today's :func:`nucleiseg_lib.inference.calibrate` (a post-processing step of the ablation
+measured on the same weights). `train` runs ``nucleiseg train`` into ``runs/<name>`` (split by experiments: train / validation / test, stored
 in the checkpoint) and records the training time. `evaluate` scores the run's best.pt on
 
 * **validation**: random images of experiments the model trained on (what a random split would report; these
@@ -50,6 +53,27 @@ def train(a):
     print(json.dumps(info))
 
 
+def recalibrate(a):
+    import shutil
+    from nucleiseg_lib.data import SampleCache
+    from nucleiseg_lib.inference import calibrate, settings_only
+    from nucleiseg_lib.training import load_checkpoint
+    src, out = REPO / "runs" / a.name, REPO / "runs" / a.out
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src / "best.pt", out / "best.pt")
+    shutil.copy2(src / "history.json", out / "history.json")
+    split = load_checkpoint(out / "best.pt")["split"]
+    samples = SampleCache(a.data, ids=sorted(set(split["train"]) | set(split["val"])), progress=False).load_all()
+    t = time.time()
+    chosen = calibrate(out / "best.pt", samples, split["val"], progress=False, train_ids=split["train"])
+    train_info = RESULTS / f"{a.name}_train.json"
+    info = json.loads(train_info.read_text()) if train_info.exists() else {}
+    info.update(name=a.out, step=a.step or f"{a.name}, post-processing chosen again", calibrated_from=a.name,
+                calibrate_seconds=round(time.time() - t, 1), finished=time.time())  # a step after its source
+    (RESULTS / f"{a.out}_train.json").write_text(json.dumps(info, indent=2))
+    print(json.dumps(settings_only(chosen)))
+
+
 def variants(pp, everything=True):
     """(name, rule, overrides, predictor options) rows: the original rule -> each change -> final.
 
@@ -60,10 +84,13 @@ def variants(pp, everything=True):
         name = ("validation-chosen threshold, watershed on contours" if method == "watershed"
                 else "validation-chosen threshold, connected components")
         return [(name, None, dict(method=method), {})]
-    rows = [("max/10 threshold, connected components (original)", "relative", dict(method="cc"), {}),
+    rows = [("max/10 threshold, connected components (original)", "relative", dict(method="cc", min_score=0.0), {}),
             ("validation-chosen threshold, connected components", None, dict(method="cc"), {})]
     if pp.get("method") == "watershed" or pp.get("sweep"):
         rows.append(("validation-chosen threshold, watershed on contours", None, dict(method="watershed"), {}))
+    if pp.get("seed_opening", 1) != 1 or pp.get("min_score", 0.0):
+        rows.append(("validation-chosen threshold, watershed, without the seed opening and faint-object choice",
+                     None, dict(method=pp.get("method", "cc"), seed_opening=1, min_score=0.0), {}))
     rows.append(("chosen post-processing + flip TTA", None, {}, dict(tta=True)))
     if pp.get("train_median_area"):
         rows.append(("chosen post-processing + small nuclei magnified to the training median size", None, {},
@@ -93,7 +120,7 @@ def evaluate(a):
     from nucleiseg_lib.data import SampleCache
     from nucleiseg_lib.data.cache import data_hash
     from nucleiseg_lib.data.stats import classify_modality
-    from nucleiseg_lib.inference import Predictor
+    from nucleiseg_lib.inference import Predictor, settings_only
     run = REPO / "runs" / a.name
     pred = Predictor(run / "best.pt")
     split = pred.state["split"]
@@ -102,7 +129,7 @@ def evaluate(a):
     kinds = {s: classify_modality(np.asarray(samples[s][0], np.float32)) for s in ids}
     out = dict(name=a.name, checkpoint=str(run / "best.pt"), data=a.data, data_hash=data_hash(a.data),
                epochs=pred.state["epoch"], config=pred.state["config"],
-               postprocess={k: v for k, v in pred.postprocess.items() if k != "sweep"},
+               postprocess=settings_only(pred.postprocess),
                test_groups=split.get("test_groups", []), not_held_out=split.get("not_held_out", {}), sets={})
     t0 = time.time()
     chosen_pp = dict(pred.postprocess)  # each variant below starts from the checkpoint's own settings
@@ -155,7 +182,7 @@ def table(a):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name, fn in (("train", train), ("evaluate", evaluate), ("table", table)):
+    for name, fn in (("train", train), ("calibrate", recalibrate), ("evaluate", evaluate), ("table", table)):
         s = sub.add_parser(name)
         s.set_defaults(func=fn)
         if name != "table":
@@ -164,6 +191,9 @@ def main():
         if name == "evaluate":
             s.add_argument("--chosen-only", action="store_true",
                            help="only the validation-chosen post-processing (no TTA, zoom or threshold variants)")
+        if name == "calibrate":
+            s.add_argument("--out", required=True, help="the new run folder runs/<out>")
+            s.add_argument("--step", help="what this changes, for the ablation table")
         if name == "train":
             s.add_argument("--recipe", default="cpu")
             s.add_argument("--epochs", type=int)

@@ -62,6 +62,10 @@ def cmd_train(a):
         raise SystemExit(f"--set: unknown setting(s) {unknown}; see nucleiseg_lib.training.TrainConfig")
     cfg = get_recipe(profile, epochs=a.epochs, base=a.base, size=a.size, batch_size=a.batch_size, seed=a.seed,
                      num_workers=a.workers, max_images=a.max_images, **settings)
+    try:
+        cfg.check()
+    except ValueError as exc:
+        raise SystemExit(f"nucleiseg train: error: {exc}")
     root, source, samples, ids = load_data(a.data, progress=not a.quiet)
     info = dict(root=str(root), source=source, hash=data_hash(root), n_images=len(ids))
     data = TrainData.from_config(samples, cfg, ids, info=info)
@@ -134,7 +138,7 @@ def split_of(state, ids, which):
 
 
 def cmd_evaluate(a):
-    from .inference import Predictor, evaluate_predictions, summarize_rows
+    from .inference import Predictor, evaluate_predictions, settings_only, summarize_rows
     pred = Predictor(a.checkpoint, tta=a.tta)
     root, source, samples, ids = load_data(a.data, progress=not a.quiet)
     if a.split != "all":
@@ -152,8 +156,7 @@ def cmd_evaluate(a):
     if a.json:
         from .training import save_json
         save_json(dict(checkpoint=str(a.checkpoint), data=str(root), source=source, split=a.split,
-                       threshold_rule=a.threshold or "validation", postprocess={
-                           k: v for k, v in pred.postprocess.items() if k != "sweep"},
+                       threshold_rule=a.threshold or "validation", postprocess=settings_only(pred.postprocess),
                        mean=summary, per_image=rows), a.json)
         print(f"wrote {a.json}")
 

@@ -122,3 +122,16 @@ def test_real_data_sample():
     image, labels = read_sample(SHARED, sid)
     assert image.ndim == 3 and image.shape[2] == 3 and labels.shape == image.shape[:2]
     assert 0 <= image.min() and image.max() <= 1 and labels.max() >= 1
+
+
+def test_read_mask_refuses_a_huge_mask_without_changing_pil_limits(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import nucleiseg_lib.data.io as io_mod
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(path)
+    before = Image.MAX_IMAGE_PIXELS
+    monkeypatch.setattr(io_mod, "MAX_PIXELS", 100)
+    with pytest.raises(io_mod.DataError, match=r"big.png.*is too large \(more than 100 pixels\)"):
+        io_mod.read_mask(path)
+    assert Image.MAX_IMAGE_PIXELS == before      # uploads are checked against their own limit, not one set here

@@ -51,6 +51,28 @@ def test_min_size_drops_specks():
     assert label_instances(prob, 0.5, method="cc", min_size=4).max() == 1
 
 
+def test_remove_unsure_drops_faint_instances_and_renumbers():
+    from nucleiseg_lib.inference import remove_unsure
+    labels = np.zeros((10, 20), np.int32)
+    labels[1:5, 1:5], labels[1:5, 8:12], labels[6:9, 14:18] = 1, 2, 3
+    prob = np.where(labels == 2, 0.55, 0.9)                 # nucleus 2 is faint: background texture, say
+    out = remove_unsure(labels, prob, 0.7)
+    assert out.max() == 2 and (out[1:5, 8:12] == 0).all() and out[7, 15] == 2
+    assert remove_unsure(labels, prob, 0.0) is not None and remove_unsure(labels, prob, 0.0).max() == 3
+    assert label_instances(prob * (labels > 0), 0.5, method="cc", min_score=0.7).max() == 2
+
+
+def test_seed_opening_cuts_a_bridge_between_seeds():
+    prob = np.zeros((20, 40))
+    prob[4:16, 4:16] = prob[4:16, 22:34] = 1.0
+    prob[8:11, 16:22] = 1.0                                  # a 3-pixel-wide bridge joins the two nuclei
+    contour = np.zeros_like(prob)                            # no contour predicted: the seeds are the whole mask
+    one = label_instances(prob, 0.5, contour=contour, method="watershed", seed_opening=1)
+    two = label_instances(prob, 0.5, contour=contour, method="watershed", seed_opening=2)
+    assert one.max() == 1 and two.max() == 2                  # one opening keeps a 3-px bridge, two cut it
+    assert (two > 0).sum() == (prob > 0.5).sum()             # the seeds grow back over the whole mask
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, tiny_data):  # noqa: F811
     run = tmp_path_factory.mktemp("run")
@@ -132,5 +154,35 @@ def test_cli_evaluate_split_test_and_train_settings(tmp_path, checkpoint, tiny_d
                        cwd=REPO)
     assert r.returncode == 2 and "has no test images" in r.stderr
     r = subprocess.run([sys.executable, "-m", "nucleiseg_lib", "train", "--data", str(tiny_data[0]), "--run",
-                        str(tmp_path / "r"), "--set", "colour=blue"], capture_output=True, text=True, cwd=REPO)
+                        str(tmp_path / "r"), "--set", "hue=blue"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode != 0 and "unknown setting" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "nucleiseg_lib", "train", "--data", "no/such/folder", "--run",
+                        str(tmp_path / "r"), "--set", "colour=blue"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode != 0 and "colour='blue' is not one of ['mix', 'stain']" in r.stderr   # before the data
+
+
+def test_calibrate_refines_seeds_and_scores_on_validation_only(tmp_path, checkpoint, tiny_data):  # noqa: F811
+    import shutil
+    import torch
+    from nucleiseg_lib.inference import calibrate
+    from nucleiseg_lib.training import save_checkpoint
+    ck = tmp_path / "best.pt"
+    shutil.copy(checkpoint, ck)
+    state = torch.load(ck, weights_only=True)
+    state["postprocess"] = {**(state.get("postprocess") or {}), "min_score": 0.99, "seed_opening": 3}
+    save_checkpoint(state, ck)                                # an earlier choice must not leak into the first sweep
+    _, samples, _, val = tiny_data
+    chosen = calibrate(ck, samples, val, progress=False)
+    refine = chosen["refine"]
+    assert [(r["seed_opening"], r["min_score"]) for r in refine][:4] == [(1, 0.0), (1, 0.6), (1, 0.7), (1, 0.8)]
+    first = max(chosen["sweep"], key=lambda r: r["dsb_score"])
+    assert len(refine) == (12 if first["method"] == "watershed" else 4)   # openings only matter to watershed seeds
+    assert refine[0]["dsb_score"] == pytest.approx(first["dsb_score"])   # the same settings, the same score
+    best = max(refine, key=lambda r: r["dsb_score"])
+    if best["dsb_score"] > first["dsb_score"]:
+        assert (chosen["seed_opening"], chosen["min_score"]) == (best["seed_opening"], best["min_score"])
+    else:
+        assert (chosen["seed_opening"], chosen["min_score"]) == (1, 0.0)
+    assert chosen["val_dsb_score"] == pytest.approx(max(first["dsb_score"], best["dsb_score"]))
+    stored = Predictor(ck).postprocess
+    assert stored["min_score"] == chosen["min_score"] and "refine" in stored

@@ -234,11 +234,12 @@ def test_ablation_table_names_the_final_recipe_not_the_last_run(tmp_path):
         variant = dict(name="validation-chosen threshold, connected components",
                        overall=dict(dsb_score=0.5, ap50=0.6, iou=0.7, pixel_accuracy=0.9, n_pred=3, n_true=4),
                        by_kind={})
-        return dict(name=name, epochs=2, config={**get_recipe("cpu").to_dict(), "epochs": 2, **config},
+        return dict(name=name, epochs=2, config={**get_recipe("cpu").to_dict(), **config},
                     postprocess=dict(threshold=0.5, method="cc"), train=dict(step=name, finished=finished, epochs=2,
                                                                             train_seconds_total=60),
                     sets=dict(val=dict(n=1, n_by_kind={}, all_background_pixel_accuracy=0.8, variants=[variant])))
-    runs = [result("old", 1, contour_width=1), result("recipe", 2), result("tried", 3, balance="experiments")]
+    runs = [result("old", 1, contour_width=1), result("recipe", 2), result("tried", 3, balance="experiments"),
+            result("longer", 4, epochs=13)]                    # more epochs than the recipe's: a step, not the recipe
     assert final_result(runs)["name"] == "recipe"
     assert final_result(runs[:1])["name"] == "old"           # no current recipe among them: the last one
     for r in runs:

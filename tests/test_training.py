@@ -228,3 +228,12 @@ def test_balanced_training_draws_small_experiments_more_and_resumes_exactly(tmp_
         make_model(cfg), data)
     resumed = Trainer(tmp_path / "resumed", cfg, **quiet).fit(make_model(cfg), data)
     assert strip_time(resumed) == strip_time(straight)
+
+
+def test_config_check_names_a_bad_setting():
+    from nucleiseg_lib.training import RECIPES
+    for cfg in RECIPES.values():
+        assert cfg.check() is cfg
+    for key, bad in (("colour", "blue"), ("contour_width", 4), ("balance", "classes"), ("input", "hsv")):
+        with pytest.raises(ValueError, match=f"{key}={bad!r} is not one of"):
+            get_recipe("cpu", **{key: bad}).check()

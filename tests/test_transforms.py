@@ -124,3 +124,31 @@ def test_contour_width_keeps_touching_nuclei_apart_by_its_width():
     lab[:, :6], lab[:, 6:] = 1, 2
     c = instance_contours(lab, 2)
     assert c[3, 4] and c[3, 5] and c[3, 6] and c[3, 7] and not c[3, 3] and not c[3, 8]
+
+
+def test_hue_rotation_keeps_grey_and_turns_hues():
+    from nucleiseg_lib.data.transforms import hue_rotation
+    np.testing.assert_allclose(hue_rotation(0.0), np.eye(3), atol=1e-6)
+    grey = np.full((1, 3), 0.4, np.float32)
+    np.testing.assert_allclose(grey @ hue_rotation(1.0), grey, atol=1e-6)      # grey stays grey
+    red = np.array([[1.0, 0.0, 0.0]], np.float32)
+    np.testing.assert_allclose(red @ hue_rotation(2 * np.pi / 3), [[0, 1, 0]], atol=1e-6)  # a third of a turn
+    purple = np.array([[0.5, 0.2, 0.7]], np.float32)
+    assert np.isclose((purple @ hue_rotation(2.0)).mean(), purple.mean())      # the grey level is kept
+
+
+def test_stain_colour_augmentation_draws_new_hues_and_leaves_mix_unchanged():
+    from nucleiseg_lib.data.transforms import augment_colour
+    img = np.zeros((8, 8, 3), np.float32)
+    img[..., 0], img[..., 2] = 0.8, 0.6                 # one purple-pink "stain"
+    img[2:5, 2:5] = (0.3, 0.1, 0.5)
+    hues = set()
+    for seed in range(20):
+        out = augment_colour(img, np.random.default_rng(seed), "stain")
+        assert out.shape == img.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+        hues.add(int(np.argmax(out[0, 0])))
+    assert len(hues) >= 2                               # the background is not always the reddest channel
+    a = augment_colour(img, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, augment_colour(img, np.random.default_rng(3), "mix"))
+    with pytest.raises(ValueError, match="colour augmentation"):
+        augment_colour(img, np.random.default_rng(0), "hsv")

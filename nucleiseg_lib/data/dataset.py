@@ -57,6 +57,8 @@ class NucleiDataset(torch.utils.data.Dataset):
         computed once per whole image (modality and percentile range of the whole
         image, not of a crop); crops are cut from that channel and augmented in it
         (:func:`augment_intensity`).
+    colour : {"mix", "stain"}
+        The colour augmentation of "rgb" inputs (:func:`augment_colour`).
 
     Returns (per item)
     ------------------
@@ -65,13 +67,13 @@ class NucleiDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, samples, ids, mode="crop", size=256, augment=False, targets=("mask",), seed=0,
-                 scale=(0.5, 2.0), repeats=1, input="rgb", contour_width=1):
+                 scale=(0.5, 2.0), repeats=1, input="rgb", contour_width=1, colour="mix"):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.samples, self.ids, self.mode, self.size = samples, list(ids), mode, size
         self.augment, self.targets, self.seed, self.scale = augment, tuple(targets), seed, scale
         self.repeats = max(1, int(repeats))
-        self.input, self.contour_width = input, contour_width
+        self.input, self.contour_width, self.colour = input, contour_width, colour
         self.epoch = 0
         self._channels = {}  # id -> scaled one-channel input of the whole image, shape (H, W, 1)
 
@@ -100,7 +102,7 @@ class NucleiDataset(torch.utils.data.Dataset):
         elif self.mode == "resize":
             image, labels = resize(image, labels, (self.size, self.size))
         if self.augment and self.input == "rgb":
-            image = augment_colour(image, rng)
+            image = augment_colour(image, rng, self.colour)
         if self.input == "rgb":
             x = normalize_image(image)
         else:

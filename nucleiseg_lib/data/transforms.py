@@ -251,15 +251,50 @@ def random_crop(image, labels, size, rng, scale=(1.0, 1.0)):
     return np.asarray(image, np.float32), labels
 
 
-def augment_colour(image, rng):
+COLOUR_AUGMENTATIONS = ("mix", "stain")
+
+
+def hue_rotation(angle):
+    """The 3x3 matrix that turns RGB colours by `angle` radians about the grey axis (grey stays grey).
+
+    ``rgb @ hue_rotation(a)`` shifts every hue by `a` and keeps each pixel's mean (its grey level).
+    """
+    c, s = np.cos(angle), np.sin(angle)
+    k = np.ones((3, 3)) / 3.0
+    skew = np.array([[0, -1, 1], [1, 0, -1], [-1, 1, 0]]) / np.sqrt(3.0)
+    return (c * np.eye(3) + (1 - c) * k + s * skew).T.astype(np.float32)
+
+
+def augment_colour(image, rng, kind="mix"):
     """Random contrast, brightness, gamma, channel mixing and grayscale, in [0, 1].
 
     Parameters
     ----------
     image : ndarray, shape (H, W, 3), float32 in [0, 1]
     rng : numpy.random.Generator
+    kind : {"mix", "stain"}
+        "stain" first draws stains the training set does not have: channels shuffled,
+        hue turned by up to half a circle about the grey axis (:func:`hue_rotation`),
+        saturation scaled from none to 1.5x (the 2018 winners' answer to new stains:
+        channel shuffle and HSV jitter); then the "mix" augmentation follows.
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), float32 in [0, 1]
     """
+    if kind not in COLOUR_AUGMENTATIONS:
+        raise ValueError(f"unknown colour augmentation {kind!r}; use one of {COLOUR_AUGMENTATIONS}")
     x = image
+    if kind == "stain":
+        m = np.eye(3, dtype=np.float32)
+        if rng.random() < 0.5:
+            m = m[:, rng.permutation(3)]
+        if rng.random() < 0.5:
+            m = m @ hue_rotation(rng.uniform(-np.pi, np.pi))
+        if rng.random() < 0.5:
+            sat = np.float32(rng.uniform(0.0, 1.5))
+            m = m @ (sat * np.eye(3, dtype=np.float32) + (1 - sat) / 3 * np.ones((3, 3), np.float32))
+        x = np.clip(x @ m, 0, 1)
     if rng.random() < 0.5:  # mix channels: other stains, other colour balances
         m = np.eye(3, dtype=np.float32) * rng.uniform(0.6, 1.0) + rng.uniform(0, 0.4, (3, 3)).astype(np.float32)
         x = x @ (m / m.sum(axis=0, keepdims=True))

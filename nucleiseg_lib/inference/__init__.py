@@ -2,10 +2,11 @@
 
 from .measure import MEASUREMENT_COLUMNS, area_stats, measure_nuclei, table_to_csv
 from .postprocess import (DEFAULT_POSTPROCESS, RULE_LABELS, THRESHOLD_RULES, find_threshold, label_instances,
-                          otsu_threshold, postprocess_proba, postprocess_settings, remove_small, rule_threshold)
+                          otsu_threshold, postprocess_proba, postprocess_settings, remove_small, remove_unsure,
+                          rule_threshold, settings_only)
 from .predict import Predictor, calibrate, evaluate_predictions, summarize_rows
 
 __all__ = ["MEASUREMENT_COLUMNS", "area_stats", "measure_nuclei", "table_to_csv", "DEFAULT_POSTPROCESS",
            "RULE_LABELS", "THRESHOLD_RULES", "find_threshold", "label_instances", "otsu_threshold",
-           "postprocess_proba", "postprocess_settings", "remove_small", "rule_threshold", "Predictor", "calibrate",
+           "postprocess_proba", "postprocess_settings", "remove_small", "remove_unsure", "rule_threshold", "settings_only", "Predictor", "calibrate",
            "evaluate_predictions", "summarize_rows"]

@@ -13,8 +13,12 @@ THRESHOLD_RULES = ("fixed", "relative", "otsu", "validation")
 RULE_LABELS = {"validation": "validation-optimal", "fixed": "fixed 0.5", "relative": "max/10 (original project)",
                "otsu": "Otsu", "manual": "manual (slider)"}
 #: Post-processing without calibration; a model with a contour channel uses "watershed" (see
-#: :func:`postprocess_settings`).
-DEFAULT_POSTPROCESS = dict(threshold=0.5, method="cc", min_size=8, contour_threshold=0.5)
+#: :func:`postprocess_settings`). ``seed_opening``: iterations of the binary opening that cleans watershed
+#: seeds; ``min_score``: instances whose mean nucleus probability is lower are dropped (0: none).
+DEFAULT_POSTPROCESS = dict(threshold=0.5, method="cc", min_size=8, contour_threshold=0.5, seed_opening=1,
+                           min_score=0.0)
+#: What :func:`~nucleiseg_lib.inference.calibrate` stores beside the settings: the validation sweeps.
+SWEEP_KEYS = ("sweep", "refine")
 
 
 def postprocess_settings(out_channels=1, stored=None):
@@ -37,6 +41,11 @@ def postprocess_settings(out_channels=1, stored=None):
         pp["method"] = "watershed"
     pp.update(stored or {})
     return pp
+
+
+def settings_only(postprocess):
+    """The settings of a stored post-processing, without the validation sweeps (for printing and JSON)."""
+    return {k: v for k, v in (postprocess or {}).items() if k not in SWEEP_KEYS}
 
 
 def otsu_threshold(prob, bins=256):
@@ -120,7 +129,37 @@ def remove_small(labels, min_size):
     return lut[labels]
 
 
-def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=None, contour_threshold=None):
+def remove_unsure(labels, prob, min_score):
+    """Drop instances whose mean probability is under `min_score` and renumber 1..N.
+
+    The 2018 winners dropped low-confidence objects: on a stain the model never saw, background
+    texture comes out as faint, patchy "nuclei" that a threshold alone lets through.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), int, 0..N
+    prob : ndarray, shape (H, W), nucleus probability
+    min_score : float
+        0 keeps everything.
+
+    Returns
+    -------
+    ndarray, shape (H, W), int32
+    """
+    labels = np.asarray(labels)
+    if min_score <= 0 or labels.size == 0 or labels.max() == 0:
+        return labels.astype(np.int32, copy=False)
+    counts = np.bincount(labels.ravel())
+    sums = np.bincount(labels.ravel(), weights=np.asarray(prob, np.float64).ravel(), minlength=len(counts))
+    keep = sums >= min_score * np.maximum(counts, 1)
+    keep[0] = False
+    lut = np.zeros(len(counts), dtype=np.int32)
+    lut[keep] = np.arange(1, keep.sum() + 1)
+    return lut[labels]
+
+
+def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=None, contour_threshold=None,
+                    seed_opening=None, min_score=None):
     """Nucleus instances from a foreground probability map.
 
     Parameters
@@ -139,6 +178,11 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
         Instances smaller than this many pixels are dropped (default 8).
     contour_threshold : float, optional
         Default 0.5.
+    seed_opening : int, optional
+        Iterations of the binary opening of the watershed seeds (default 1): more
+        cut the thin bridges that join the seeds of touching nuclei.
+    min_score : float, optional
+        Instances whose mean `prob` is lower are dropped (:func:`remove_unsure`; default 0: none).
 
     Returns
     -------
@@ -148,16 +192,19 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
     method = method or defaults["method"]
     min_size = defaults["min_size"] if min_size is None else min_size
     contour_threshold = defaults["contour_threshold"] if contour_threshold is None else contour_threshold
+    seed_opening = defaults["seed_opening"] if seed_opening is None else int(seed_opening)
+    min_score = defaults["min_score"] if min_score is None else float(min_score)
     mask = np.asarray(prob) > threshold
     if method == "cc":
         labels, _ = ndimage.label(mask)
-        return remove_small(labels, min_size)
+        return remove_unsure(remove_small(labels, min_size), prob, min_score)
     if method != "watershed":
         raise ValueError(f"unknown instance method {method!r}; use 'cc' or 'watershed'")
     from skimage.segmentation import watershed
     if contour is not None:
         seeds = mask & (np.asarray(contour) < contour_threshold)
-        seeds = ndimage.binary_opening(seeds, iterations=1)
+        if seed_opening > 0:
+            seeds = ndimage.binary_opening(seeds, iterations=seed_opening)
         markers, _ = ndimage.label(seeds)
         markers = remove_small(markers, max(1, min_size // 4))
         surface = -(np.asarray(prob) * (1 - np.asarray(contour)))
@@ -175,7 +222,7 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
     rest, n_rest = ndimage.label(mask & (labels == 0))
     if n_rest:
         labels = np.where(rest > 0, rest + labels.max(), labels)
-    return remove_small(labels, min_size)
+    return remove_unsure(remove_small(labels, min_size), prob, min_score)
 
 
 def rule_threshold(prob, rule, postprocess, manual=None):
@@ -208,7 +255,8 @@ def postprocess_proba(prob, postprocess, rule=None):
     prob : ndarray, shape (C, H, W)
         Channel 0 nucleus probability, channel 1 (optional) contour probability.
     postprocess : dict
-        ``threshold``, ``method``, ``min_size``, ``contour_threshold``.
+        ``threshold``, ``method``, ``min_size``, ``contour_threshold`` and optionally ``seed_opening``,
+        ``min_score`` (defaults: :data:`DEFAULT_POSTPROCESS`).
     rule : threshold rule or float, optional
         See :func:`find_threshold`; default "validation" (``postprocess["threshold"]``).
 
@@ -219,5 +267,6 @@ def postprocess_proba(prob, postprocess, rule=None):
     t = find_threshold(prob[0], "validation" if rule is None else rule, postprocess["threshold"])
     contour = prob[1] if prob.shape[0] > 1 else None
     labels = label_instances(prob[0], t, contour, postprocess["method"], postprocess["min_size"],
-                             postprocess["contour_threshold"])
+                             postprocess["contour_threshold"], postprocess.get("seed_opening"),
+                             postprocess.get("min_score"))
     return dict(prob=prob, threshold=t, mask=prob[0] > t, labels=labels)

@@ -10,7 +10,7 @@ from ..device import autocast_for, pick_device
 from ..metrics import dsb_score, evaluate_image, summarize
 from ..progress import progress_bar
 from ..training.checkpoint import build_model, load_checkpoint, save_checkpoint
-from .postprocess import DEFAULT_POSTPROCESS, postprocess_proba, postprocess_settings  # noqa: F401 (re-export)
+from .postprocess import DEFAULT_POSTPROCESS, postprocess_proba, postprocess_settings
 
 
 def _autocast(device):
@@ -158,13 +158,16 @@ def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progres
 
 
 def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, contour_thresholds=(0.3, 0.5),
-              progress=True, train_ids=None):
+              progress=True, train_ids=None, seed_openings=(1, 2, 3), min_scores=(0.0, 0.6, 0.7, 0.8)):
     """Choose threshold and instance method on the validation split; store them in the checkpoint.
 
     The choice (threshold, instance method and, for watershed, the contour threshold
-    that makes its seeds) maximises the mean DSB score over `val_ids`. The result is written
-    into the checkpoint (atomically) as ``postprocess`` with the whole sweep, so
-    ``predict`` and ``evaluate`` use it by default.
+    that makes its seeds) maximises the mean DSB score over `val_ids`. A second, smaller
+    sweep then tries, at that choice, each opening of the watershed seeds (`seed_openings`)
+    and each minimum mean probability of an instance (`min_scores`); a pair is taken only
+    if it beats the first choice on validation. The result is written
+    into the checkpoint (atomically) as ``postprocess`` with both sweeps (``sweep``,
+    ``refine``), so ``predict`` and ``evaluate`` use it by default.
 
     With `train_ids`, the median over training images of their median nucleus area
     is stored too (``train_median_area``): the size :meth:`Predictor.zoom_factor`
@@ -182,19 +185,31 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
         methods = ["cc", "watershed"]
     probs = {sid: predictor.predict_proba(np.asarray(samples[sid][0], np.float32)) for sid in val_ids}
     has_contour = next(iter(probs.values())).shape[0] > 1 if probs else False
+
+    def mean_dsb(t, **settings):
+        return float(np.mean([dsb_score(samples[s][1], predictor.postprocess_proba(probs[s], t, **settings)["labels"])
+                              for s in val_ids]))
+
+    plain = {k: DEFAULT_POSTPROCESS[k] for k in ("seed_opening", "min_score")}  # not what an earlier calibration chose
     sweep = []
     for method in methods:
         # watershed seeds are the mask minus predicted contours: how sure must a contour be?
         for ct in (contour_thresholds if method == "watershed" and has_contour else [None]):
             extra = {} if ct is None else {"contour_threshold": float(ct)}
             for t in thresholds:
-                scores = [dsb_score(samples[s][1],
-                                    predictor.postprocess_proba(probs[s], t, method=method, **extra)["labels"])
-                          for s in val_ids]
-                sweep.append(dict(method=method, threshold=float(t), **extra, dsb_score=float(np.mean(scores))))
+                sweep.append(dict(method=method, threshold=float(t), **extra,
+                                  dsb_score=mean_dsb(t, method=method, **extra, **plain)))
     best = max(sweep, key=lambda r: r["dsb_score"])
-    chosen = {**predictor.postprocess, **{k: v for k, v in best.items() if k != "dsb_score"},
-              "val_dsb_score": best["dsb_score"], "sweep": sweep}
+    settings = {k: v for k, v in best.items() if k not in ("dsb_score", "threshold")}
+    refine = []  # the first pair is the default (opening 1, no minimum), so ties keep the first choice
+    for so in (seed_openings if best["method"] == "watershed" and has_contour else [1]):
+        for ms in min_scores:
+            refine.append(dict(seed_opening=int(so), min_score=float(ms),
+                               dsb_score=mean_dsb(best["threshold"], **settings, seed_opening=so, min_score=ms)))
+    top = max(refine, key=lambda r: r["dsb_score"]) if refine else dict(dsb_score=-1.0)
+    extra = {k: v for k, v in top.items() if k != "dsb_score"} if top["dsb_score"] > best["dsb_score"] else plain
+    chosen = {**predictor.postprocess, **{k: v for k, v in best.items() if k != "dsb_score"}, **extra,
+              "val_dsb_score": max(best["dsb_score"], top["dsb_score"]), "sweep": sweep, "refine": refine}
     if train_ids:
         areas = [nucleus_areas(samples[s][1]) for s in train_ids]
         medians = [float(np.median(a)) for a in areas if len(a)]

@@ -22,7 +22,7 @@ def load_results(results_dir=None):
 
 
 def is_current_recipe(res):
-    """Whether a result's training config is its recipe as the library defines it today (epochs aside)."""
+    """Whether a result's training config is its recipe as the library defines it today (epochs included)."""
     from ..training import TrainConfig, get_recipe
     cfg = res.get("config") or {}
     try:
@@ -30,7 +30,7 @@ def is_current_recipe(res):
     except (KeyError, ValueError):
         return False
     have = TrainConfig.from_dict(cfg).to_dict()
-    skip = ("epochs", "num_workers", "extra")
+    skip = ("num_workers", "extra")
     return all(have[k] == want[k] for k in want if k not in skip)
 
 
@@ -88,7 +88,10 @@ def render_ablation(results_dir=None):
                      f"| {_cell(val, 'brightfield')} |")
     sets = final["sets"]
     lines += ["", f"Post-processing of the final recipe (`{final['name']}`): threshold "
-              f"{final['postprocess'].get('threshold')}, {final['postprocess'].get('method')} chosen on validation; "
+              f"{final['postprocess'].get('threshold')}, {final['postprocess'].get('method')}"
+              + (f", seeds opened {final['postprocess'].get('seed_opening', 1)}x, objects of mean probability under "
+                 f"{final['postprocess'].get('min_score', 0.0):g} dropped" if "min_score" in final["postprocess"] else "")
+              + " (chosen on validation); "
               + ", ".join(f"{p} {sets[p]['n']} images ({', '.join(f'{n} {k}' for k, n in sets[p]['n_by_kind'].items() if n)}, "
                           f"all-background pixel accuracy {sets[p]['all_background_pixel_accuracy']:.3f})" for p in sets)
               + (f"; test experiments: {', '.join(final['test_groups'])}" if final.get("test_groups") else "")

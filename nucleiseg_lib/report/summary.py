@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..inference.postprocess import settings_only
 from ..metrics import summarize_groups
 
 JSON_NAME, FIGURE_NAME = "summary.json", "summary.png"
@@ -57,7 +58,7 @@ def build_summary(state, splits, baselines, kinds):
         for kind, s in summarize_groups(rows, kinds).items():
             by_kind.append(dict(kind=kind, split=name, images=s["n_images"], train_images=train_kinds.get(kind, 0),
                                 dsb_score=s["dsb_score"], iou=s["iou"]))
-    post = {k: v for k, v in (state.get("postprocess") or {}).items() if k != "sweep"}
+    post = settings_only(state.get("postprocess"))
     return dict(
         data={k: v for k, v in (state.get("data") or {}).items()},
         split=dict(method=split.get("method", "random"), train=len(split.get("train", [])),

@@ -32,6 +32,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     loss: str = "bce"             # or "bce+dice"
     augment: bool = False
+    colour: str = "mix"           # "mix" or "stain" (also new hues and saturations): data.transforms.augment_colour
     scale: tuple = (0.5, 2.0)
     seed: int = 0
     val_fraction: float = 0.1
@@ -44,6 +45,22 @@ class TrainConfig:
     amp: str = "auto"             # "auto" (fp16 on CUDA, bf16 on a CPU that has it natively), "bf16", "fp16", "off"
     channels_last: bool = False   # NHWC memory format (1.5x faster bf16 steps on this CPU: benchmarks/speed.py)
     extra: dict = field(default_factory=dict)
+
+    def check(self):
+        """Raise ``ValueError`` naming the first setting whose value is not one of its choices.
+
+        Called before any data is loaded, so that ``--set colour=blue`` fails at once and says so.
+        """
+        from ..data.dataset import MODES
+        from ..data.transforms import COLOUR_AUGMENTATIONS, CONTOUR_WIDTHS, INPUTS
+        from .trainer import BALANCE
+        choices = dict(input=INPUTS, mode=MODES, contour_width=CONTOUR_WIDTHS, colour=COLOUR_AUGMENTATIONS,
+                       balance=BALANCE, split=("random", "experiments"), lr_schedule=("constant", "cosine"),
+                       loss=("bce", "bce+dice"))
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(allowed)}")
+        return self
 
     @property
     def in_channels(self):

@@ -91,7 +91,7 @@ class Trainer:
             The whole history, one entry per epoch (``epoch``, ``train_loss``,
             ``val_loss``, ``val_iou``, ``lr``, ``seconds``).
         """
-        cfg, dev = self.cfg, self.device
+        cfg, dev = self.cfg.check(), self.device
         check_model(model, self.cfg)
         train_ids, val_ids = self.training_ids(data), data.val_ids
         torch.manual_seed(cfg.seed)
@@ -233,7 +233,7 @@ def make_datasets(cfg, samples, train_ids, val_ids):
     """
     train_ds = NucleiDataset(samples, train_ids, mode=cfg.mode, size=cfg.size, augment=cfg.augment,
                              targets=cfg.targets, seed=cfg.seed, scale=cfg.scale, repeats=cfg.repeats,
-                             input=cfg.input, contour_width=cfg.contour_width)
+                             input=cfg.input, contour_width=cfg.contour_width, colour=cfg.colour)
     val_mode = "full" if cfg.mode == "crop" else cfg.mode
     val_ds = NucleiDataset(samples, val_ids, mode=val_mode, size=cfg.size, targets=cfg.targets, seed=cfg.seed,
                            input=cfg.input, contour_width=cfg.contour_width)
