@@ -5,10 +5,11 @@
     python benchmarks/recipes.py evaluate --name cpu        # -> benchmarks/results/cpu.json
     python benchmarks/recipes.py table                      # -> benchmarks/results/ablation.md and README.md
 
-`calibrate` copies ``runs/<name>/best.pt`` to ``runs/<out>/`` and chooses its post-processing again on its
-validation images with today's :func:`nucleiseg_lib.inference.calibrate` (a post-processing step of the ablation
-measured on the same weights). `train` runs ``nucleiseg train`` into ``runs/<name>`` (split by experiments: train / validation / test, stored
-in the checkpoint) and records the training time. `evaluate` scores the run's best.pt on
+`train` runs ``nucleiseg train`` into ``runs/<name>`` (split by experiments: train / validation / test, stored
+in the checkpoint) and records the training time. `calibrate` copies ``runs/<name>/best.pt`` to ``runs/<out>/``
+and chooses its post-processing again on its validation images with today's
+:func:`nucleiseg_lib.inference.calibrate` (a post-processing step of the ablation, on the same weights).
+`evaluate` scores the run's best.pt on
 
 * **validation**: random images of experiments the model trained on (what a random split would report; these
   images also chose the best epoch, the threshold and the instance method), and
@@ -89,8 +90,10 @@ def variants(pp, everything=True):
     if pp.get("method") == "watershed" or pp.get("sweep"):
         rows.append(("validation-chosen threshold, watershed on contours", None, dict(method="watershed"), {}))
     if pp.get("seed_opening", 1) != 1 or pp.get("min_score", 0.0):
-        rows.append(("validation-chosen threshold, watershed, without the seed opening and faint-object choice",
-                     None, dict(method=pp.get("method", "cc"), seed_opening=1, min_score=0.0), {}))
+        method = pp.get("method", "cc")
+        rows.append((f"validation-chosen threshold, {'watershed' if method == 'watershed' else 'connected components'}"
+                     ", without the seed opening and faint-object choice", None,
+                     dict(method=method, seed_opening=1, min_score=0.0), {}))
     rows.append(("chosen post-processing + flip TTA", None, {}, dict(tta=True)))
     if pp.get("train_median_area"):
         rows.append(("chosen post-processing + small nuclei magnified to the training median size", None, {},
