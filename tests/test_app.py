@@ -278,6 +278,11 @@ def test_download_zip_holds_mask_labels_csv_settings(fake_app):
     assert len(rows) == n + 1
     assert settings["rule"] == "fixed" and settings["threshold"] == 0.5 and settings["count"] == n
     assert settings["image"] == "my cells.tif" and settings["checkpoint"] == "fake.pt"
+    assert settings["min_size"] == 8 and settings["min_score"] == 0.0     # the post-processing, to redo it
+    from dataclasses import replace
+    from nucleiseg_lib.app.markup import stats_html
+    assert "under 8 pixels)" in stats_html(res)
+    assert "under 8 pixels and objects of mean probability under 0.8)" in stats_html(replace(res, min_score=0.8))
     assert download_filename("my cells.tif") == "my_cells_nucleiseg.zip"
     assert download_filename("../../x.png") == "x_nucleiseg.zip"
     link = download_link(data, "x.zip")

@@ -19,7 +19,8 @@ def results_zip(result, checkpoint=None):
     if labels.max() > 65535:
         raise ValueError("more than 65535 nuclei do not fit a 16-bit labels PNG")
     settings = dict(image=result.upload.name, width=int(labels.shape[1]), height=int(labels.shape[0]),
-                    rule=result.rule, threshold=round(float(result.threshold), 6), checkpoint=checkpoint,
+                    rule=result.rule, threshold=round(float(result.threshold), 6), min_size=int(result.min_size),
+                    min_score=float(result.min_score), checkpoint=checkpoint,
                     **{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in result.stats.items()})
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:

@@ -60,8 +60,9 @@ def stats_html(res):
             ("nucleus area (pixels)", f"mean {_fmt(s['area_mean'])}, median {_fmt(s['area_median'])}, "
                                       f"sd {_fmt(s['area_std'])}, min {_fmt(s['area_min'], 0)}, "
                                       f"max {_fmt(s['area_max'], 0)}"),
-            ("in nuclei", f"{s['nuclei_px']} pixels (the foreground less specks under "
-                          f"{res.min_size} pixels)"),
+            ("in nuclei", f"{s['nuclei_px']} pixels (the foreground less specks under {res.min_size} pixels"
+                          + (f" and objects of mean probability under {res.min_score:g}" if res.min_score else "")
+                          + ")"),
             ("touching the border", f"{s['touching_border']} (their area is cut off)"),
             ("time", f"prediction {up.seconds['predict']:.2f} s (once per upload), threshold + measurements "
                      f"{res.seconds:.2f} s")]

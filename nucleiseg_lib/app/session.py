@@ -49,6 +49,7 @@ class Result:
     stats: dict
     seconds: float
     min_size: int = 0            # instances smaller than this were dropped (the checkpoint's post-processing)
+    min_score: float = 0.0       # and those whose mean probability is lower (0: none)
 
 
 def resolve_run_dir(run_dir="auto", profile="auto", log=print):
@@ -238,7 +239,8 @@ class SegmentSession:
         table = measure_nuclei(seg["labels"], upload.image, upload.prob[0])
         stats = area_stats(table, upload.shape, seg["mask"])
         return Result(upload, rule, float(t), seg["mask"], seg["labels"], table, stats, time.perf_counter() - t0,
-                      int(self.predictor.postprocess.get("min_size", 0)))
+                      int(self.predictor.postprocess.get("min_size", 0)),
+                      float(self.predictor.postprocess.get("min_score", 0.0)))
 
     def download_bytes(self, result=None):
         """The zip of the current (or given) result."""
