@@ -8,5 +8,6 @@ from .predict import Predictor, calibrate, evaluate_predictions, summarize_rows
 
 __all__ = ["MEASUREMENT_COLUMNS", "area_stats", "measure_nuclei", "table_to_csv", "DEFAULT_POSTPROCESS",
            "RULE_LABELS", "THRESHOLD_RULES", "find_threshold", "label_instances", "otsu_threshold",
-           "postprocess_proba", "postprocess_settings", "remove_small", "remove_unsure", "rule_threshold", "settings_only", "Predictor", "calibrate",
+           "postprocess_proba", "postprocess_settings", "remove_small", "remove_unsure", "rule_threshold",
+           "settings_only", "Predictor", "calibrate",
            "evaluate_predictions", "summarize_rows"]

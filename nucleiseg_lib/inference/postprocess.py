@@ -101,6 +101,15 @@ def find_threshold(prob, rule="fixed", value=0.5):
     raise ValueError(f"unknown threshold rule {rule!r}; use one of {THRESHOLD_RULES} or a number")
 
 
+def _keep_instances(labels, keep):
+    """`labels` with only the instances where ``keep[label]`` is true, renumbered 1..N (one lookup table)."""
+    keep = np.array(keep, bool)
+    keep[0] = False
+    lut = np.zeros(len(keep), dtype=np.int32)
+    lut[keep] = np.arange(1, keep.sum() + 1)
+    return lut[labels]
+
+
 def remove_small(labels, min_size):
     """Drop instances smaller than `min_size` pixels and renumber 1..N.
 
@@ -121,12 +130,7 @@ def remove_small(labels, min_size):
     labels = np.asarray(labels)
     if min_size <= 0 or labels.size == 0 or labels.max() == 0:
         return labels.astype(np.int32, copy=False)
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_size
-    keep[0] = False
-    lut = np.zeros(len(sizes), dtype=np.int32)
-    lut[keep] = np.arange(1, keep.sum() + 1)
-    return lut[labels]
+    return _keep_instances(labels, np.bincount(labels.ravel()) >= min_size)
 
 
 def remove_unsure(labels, prob, min_score):
@@ -151,11 +155,7 @@ def remove_unsure(labels, prob, min_score):
         return labels.astype(np.int32, copy=False)
     counts = np.bincount(labels.ravel())
     sums = np.bincount(labels.ravel(), weights=np.asarray(prob, np.float64).ravel(), minlength=len(counts))
-    keep = sums >= min_score * np.maximum(counts, 1)
-    keep[0] = False
-    lut = np.zeros(len(counts), dtype=np.int32)
-    lut[keep] = np.arange(1, keep.sum() + 1)
-    return lut[labels]
+    return _keep_instances(labels, sums >= min_score * np.maximum(counts, 1))
 
 
 def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=None, contour_threshold=None,

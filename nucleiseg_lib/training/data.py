@@ -5,6 +5,9 @@ from dataclasses import dataclass, field
 from ..data.split import make_split
 
 
+SPLITS = ("random", "experiments")
+
+
 @dataclass(frozen=True)
 class TrainData:
     """Images in memory and their split into training, validation and test images.
@@ -75,8 +78,8 @@ class TrainData:
         """
         ids = sorted(samples if ids is None else ids)
         method = getattr(config, "split", "random")
-        if method not in ("random", "experiments"):
-            raise ValueError(f"unknown split {method!r}; use 'random' or 'experiments'")
+        if method not in SPLITS:
+            raise ValueError(f"unknown split {method!r}; use one of {SPLITS}")
         return cls.from_split(samples, make_split(samples, ids, config), info)
 
     @classmethod

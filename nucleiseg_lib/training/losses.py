@@ -3,6 +3,8 @@
 import torch
 import torch.nn.functional as F
 
+LOSSES = ("bce", "bce+dice")
+
 
 def soft_dice_loss(logits, target, eps=1.0):
     """1 - soft Dice of the first (mask) channel, averaged over the batch.
@@ -36,5 +38,5 @@ def segmentation_loss(logits, target, kind="bce"):
     if kind == "bce+dice":
         loss = loss + soft_dice_loss(logits, target)
     elif kind != "bce":
-        raise ValueError(f"unknown loss {kind!r}; use 'bce' or 'bce+dice'")
+        raise ValueError(f"unknown loss {kind!r}; use one of {LOSSES}")
     return loss

@@ -53,10 +53,11 @@ class TrainConfig:
         """
         from ..data.dataset import MODES
         from ..data.transforms import COLOUR_AUGMENTATIONS, CONTOUR_WIDTHS, INPUTS
-        from .trainer import BALANCE
+        from .data import SPLITS
+        from .losses import LOSSES
+        from .trainer import BALANCE, LR_SCHEDULES
         choices = dict(input=INPUTS, mode=MODES, contour_width=CONTOUR_WIDTHS, colour=COLOUR_AUGMENTATIONS,
-                       balance=BALANCE, split=("random", "experiments"), lr_schedule=("constant", "cosine"),
-                       loss=("bce", "bce+dice"))
+                       balance=BALANCE, split=SPLITS, lr_schedule=LR_SCHEDULES, loss=LOSSES)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(allowed)}")

@@ -28,6 +28,9 @@ from .losses import segmentation_loss
 _autocast = autocast_for   # the old private name (benchmarks of earlier versions)
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 def _lr_at(cfg, epoch):
     if cfg.lr_schedule == "cosine":
         return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / max(cfg.epochs, 1))))
