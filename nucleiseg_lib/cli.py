@@ -60,8 +60,14 @@ def cmd_train(a):
     unknown = sorted(set(settings) - set(TrainConfig.__dataclass_fields__))
     if unknown:
         raise SystemExit(f"--set: unknown setting(s) {unknown}; see nucleiseg_lib.training.TrainConfig")
-    cfg = get_recipe(profile, epochs=a.epochs, base=a.base, size=a.size, batch_size=a.batch_size, seed=a.seed,
-                     num_workers=a.workers, max_images=a.max_images, **settings)
+    flags = dict(epochs=a.epochs, base=a.base, size=a.size, batch_size=a.batch_size, seed=a.seed,
+                 num_workers=a.workers, max_images=a.max_images)
+    clash = sorted(k for k in settings if flags.get(k) is not None and flags[k] != settings[k])
+    if clash:
+        flag = "--workers" if clash[0] == "num_workers" else "--" + clash[0].replace("_", "-")
+        raise SystemExit(f"nucleiseg train: error: {clash[0]} is given twice, as {flag} and as "
+                         f"--set {clash[0]}=...; give it once")
+    cfg = get_recipe(profile, **{**flags, **settings})
     try:
         cfg.check()
     except ValueError as exc:

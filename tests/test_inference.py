@@ -159,6 +159,15 @@ def test_cli_evaluate_split_test_and_train_settings(tmp_path, checkpoint, tiny_d
     r = subprocess.run([sys.executable, "-m", "nucleiseg_lib", "train", "--data", "no/such/folder", "--run",
                         str(tmp_path / "r"), "--set", "colour=blue"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode != 0 and "colour='blue' is not one of ['mix', 'stain']" in r.stderr   # before the data
+    # a setting that also has its own flag: --set alone is taken, both at once must agree
+    r = subprocess.run([sys.executable, "-m", "nucleiseg_lib", "train", "--data", "no/such/folder", "--run",
+                        str(tmp_path / "r"), "--base", "16", "--set", "base=8"], capture_output=True, text=True,
+                       cwd=REPO)
+    assert r.returncode != 0 and "base is given twice, as --base and as --set base=..." in r.stderr
+    r = subprocess.run([sys.executable, "-m", "nucleiseg_lib", "train", "--data", "no/such/folder", "--run",
+                        str(tmp_path / "r"), "--set", "base=8", "--set", "num_workers=0"], capture_output=True,
+                       text=True, cwd=REPO)
+    assert r.returncode != 0 and "no/such/folder" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_calibrate_refines_seeds_and_scores_on_validation_only(tmp_path, checkpoint, tiny_data):  # noqa: F811
