@@ -152,3 +152,40 @@ def test_stain_colour_augmentation_draws_new_hues_and_leaves_mix_unchanged():
     np.testing.assert_array_equal(a, augment_colour(img, np.random.default_rng(3), "mix"))
     with pytest.raises(ValueError, match="colour augmentation"):
         augment_colour(img, np.random.default_rng(0), "hsv")
+
+
+def test_paste_nuclei_copies_whole_nuclei_onto_background_only():
+    from nucleiseg_lib.data.transforms import paste_nuclei
+    labels = np.zeros((24, 24), np.int32)
+    labels[3:6, 3:7] = 1                                # 12 pixels, wholly inside
+    labels[0:3, 18:21] = 2                              # touches the top edge: cut by the crop, never copied
+    image = np.full((24, 24, 3), 0.1, np.float32)
+    image[labels == 1] = (0.9, 0.5, 0.2)
+    image[labels == 2] = (0.3, 0.3, 0.3)
+    out, lab = paste_nuclei(image, labels, np.random.default_rng(0), most=6)
+    new = np.unique(lab[lab > 2])
+    assert len(new) >= 1 and lab.dtype == np.int32
+    np.testing.assert_array_equal(lab[labels > 0], labels[labels > 0])          # nothing pasted over a nucleus
+    for k in new:
+        assert (lab == k).sum() == 12                                           # a turned copy of nucleus 1
+        np.testing.assert_array_equal(out[lab == k], np.tile(np.float32([0.9, 0.5, 0.2]), ((lab == k).sum(), 1)))
+    np.testing.assert_array_equal(out[lab == 0], image[lab == 0])              # background elsewhere unchanged
+    assert (image[labels == 0] == 0.1).all() and lab.max() == 2 + len(new)     # inputs untouched, ids 3, 4, ...
+    rng = np.random.default_rng(0)
+    same_img, same_lab = paste_nuclei(image, labels, rng, most=0)
+    assert same_img is image and same_lab is labels and rng.random() == np.random.default_rng(0).random()
+
+
+def test_dataset_pastes_nuclei_only_when_asked():
+    labels = np.zeros((40, 40), np.int32)
+    labels[10:16, 10:16] = 1
+    image = np.full((40, 40, 3), 0.1, np.float32); image[labels > 0] = 0.9
+    kw = dict(mode="crop", size=40, augment=True, scale=(1.0, 1.0), seed=1)
+    plain = NucleiDataset({"a": (image, labels)}, ["a"], **kw)
+    pasted = NucleiDataset({"a": (image, labels)}, ["a"], paste=4, **kw)
+    assert int(plain[0][1][0].sum()) == 36                                  # the one nucleus, nothing pasted
+    counts = []
+    for epoch in range(6):
+        pasted.set_epoch(epoch)
+        counts.append(int(pasted[0][1][0].sum()) // 36)
+    assert max(counts) > 1 and all(c * 36 >= 36 for c in counts)          # whole copies, more nuclei some epochs

@@ -6,7 +6,7 @@ import torch
 from .cache import SampleCache
 from .io import read_sample
 from .transforms import (augment_colour, augment_geometry, augment_intensity, make_target, normalize_image,
-                         random_crop, resize)
+                         paste_nuclei, random_crop, resize)
 
 MODES = ("crop", "resize", "full")
 
@@ -59,6 +59,9 @@ class NucleiDataset(torch.utils.data.Dataset):
         (:func:`augment_intensity`).
     colour : {"mix", "stain"}
         The colour augmentation of "rgb" inputs (:func:`augment_colour`).
+    paste : int
+        When augmenting, up to this many nuclei of each crop are copied onto its
+        background (:func:`paste_nuclei`); 0: none.
 
     Returns (per item)
     ------------------
@@ -67,13 +70,13 @@ class NucleiDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, samples, ids, mode="crop", size=256, augment=False, targets=("mask",), seed=0,
-                 scale=(0.5, 2.0), repeats=1, input="rgb", contour_width=1, colour="mix"):
+                 scale=(0.5, 2.0), repeats=1, input="rgb", contour_width=1, colour="mix", paste=0):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.samples, self.ids, self.mode, self.size = samples, list(ids), mode, size
         self.augment, self.targets, self.seed, self.scale = augment, tuple(targets), seed, scale
         self.repeats = max(1, int(repeats))
-        self.input, self.contour_width, self.colour = input, contour_width, colour
+        self.input, self.contour_width, self.colour, self.paste = input, contour_width, colour, paste
         self.epoch = 0
         self._channels = {}  # id -> scaled one-channel input of the whole image, shape (H, W, 1)
 
@@ -99,6 +102,8 @@ class NucleiDataset(torch.utils.data.Dataset):
         if self.mode == "crop":
             scale = self.scale if self.augment else (1.0, 1.0)
             image, labels = random_crop(image, labels, self.size, rng, scale)
+        if self.augment and self.paste:
+            image, labels = paste_nuclei(image, labels, rng, self.paste)
         elif self.mode == "resize":
             image, labels = resize(image, labels, (self.size, self.size))
         if self.augment and self.input == "rgb":

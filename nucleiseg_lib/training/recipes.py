@@ -33,6 +33,7 @@ class TrainConfig:
     loss: str = "bce"             # or "bce+dice"
     augment: bool = False
     colour: str = "mix"           # "mix" or "stain" (also new hues and saturations): data.transforms.augment_colour
+    paste: int = 0                # copy-paste: up to this many nuclei pasted per crop (data.transforms.paste_nuclei)
     scale: tuple = (0.5, 2.0)
     seed: int = 0
     val_fraction: float = 0.1
@@ -61,6 +62,8 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(allowed)}")
+        if not isinstance(self.paste, int) or isinstance(self.paste, bool) or self.paste < 0:
+            raise ValueError(f"paste={self.paste!r} is not a whole number of nuclei >= 0")
         return self
 
     @property
