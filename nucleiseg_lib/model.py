@@ -78,6 +78,36 @@ class UNet(nn.Module):
         return self.head(x)[..., :h, :w]
 
 
+def fuse_batch_norm(model):
+    """A copy of a model for inference, each batch normalisation folded into the convolution before it.
+
+    In eval mode a batch normalisation is a fixed per-channel scale and shift, so it
+    can be multiplied into the preceding convolution's weights and bias: same
+    outputs (to float rounding), one pass over the feature map fewer per layer
+    (about a fifth of a base-16 U-Net's CPU time: benchmarks/predict_speed.py).
+    The copy is for prediction only: it cannot be trained or saved as a checkpoint
+    of the original architecture. A model without batch normalisation is copied unchanged.
+
+    Parameters
+    ----------
+    model : torch.nn.Module (e.g. :class:`UNet`)
+
+    Returns
+    -------
+    torch.nn.Module, in eval mode
+    """
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    fused = copy.deepcopy(model).eval()
+    for seq in fused.modules():
+        if isinstance(seq, nn.Sequential):
+            for i in range(len(seq) - 1):
+                if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                    seq[i], seq[i + 1] = fuse_conv_bn_eval(seq[i], seq[i + 1]), nn.Identity()
+    return fused
+
+
 def count_parameters(model):
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

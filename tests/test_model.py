@@ -67,3 +67,24 @@ def test_fingerprint_follows_the_weights():
     with torch.no_grad():
         b.head.bias += 1e-3
     assert fingerprint(a) != fingerprint(b)
+
+
+def test_fuse_batch_norm_keeps_the_outputs_and_leaves_the_model_alone():
+    from torch import nn
+
+    from nucleiseg_lib.model import fuse_batch_norm
+    torch.manual_seed(0)
+    model = UNet(base=4, out_channels=2, batch_norm=True)
+    for m in model.modules():                           # running statistics far from the identity
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1); m.running_var.uniform_(0.2, 3); m.weight.data.uniform_(0.5, 2)
+            m.bias.data.uniform_(-0.5, 0.5)
+    model.eval()
+    fused = fuse_batch_norm(model)
+    x = torch.randn(2, 3, 37, 50)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), rtol=1e-4, atol=1e-4)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules()) and not fused.training
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 18          # the original keeps its 18
+    plain = UNet(base=4)
+    assert [n for n, _ in fuse_batch_norm(plain).named_parameters()] == [n for n, _ in plain.named_parameters()]
