@@ -13,7 +13,8 @@ measured time, not a load test).
 It also says how far the target of 0.5 s/MP is from what the model costs: the network's floating-point operations
 per megapixel (counted by :class:`torch.utils.flop_counter.FlopCounterMode`), the rate this CPU reaches on a
 large fp32 matrix product (a practical ceiling for convolutions), and the time those two give as a floor, for the
-model and for thinner ones (``base``: the channels of the first level).
+model and for thinner ones (``base``: the channels of the first level), and the forward time with the batch
+normalisations folded into the convolutions (what :class:`Predictor` runs) against the model as trained.
 """
 
 import argparse
@@ -97,6 +98,21 @@ def compute_floor(pred, forward_seconds_per_mp):
                 forward_gflops_reached=round(flops / forward_seconds_per_mp, 1), by_base=rows)
 
 
+def fusion_gain(pred, repeats, side=1024):
+    """Forward seconds per megapixel of the predictor's model (batch normalisation folded into the convolutions,
+    :func:`nucleiseg_lib.model.fuse_batch_norm`) and of the checkpoint's model as trained, on one side x side input."""
+    from nucleiseg_lib.training.checkpoint import build_model
+    x = torch.randn(1, pred.model.config["in_channels"], side, side).contiguous(memory_format=torch.channels_last)
+    trained = build_model(pred.state).to(memory_format=torch.channels_last)
+    out = {}
+    for name, model in (("fused", pred.model), ("as trained", trained)):
+        with torch.no_grad():
+            model(x)
+            seconds = float(np.median([_timed(lambda: model(x)) for _ in range(repeats)]))
+        out[name] = round(seconds / (side * side / 1e6), 3)
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="pretrained", help="a best.pt, or pretrained (the shipped model)")
@@ -130,6 +146,8 @@ def main():
     forward = (summary["tta on"] - summary["tta off"]) / 3
     out["forward_seconds_per_megapixel"] = round(forward, 3)
     out["compute_floor"] = compute_floor(pred, forward)
+    out["forward_seconds_per_megapixel_batch_norm"] = fusion_gain(pred, max(3, a.repeats))
+    print(json.dumps(out["forward_seconds_per_megapixel_batch_norm"]))
     print(json.dumps(out["compute_floor"]))
     Path(a.json).write_text(json.dumps(out, indent=2))
     print(json.dumps(dict(median_seconds_per_megapixel=summary,
