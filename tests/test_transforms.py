@@ -189,3 +189,11 @@ def test_dataset_pastes_nuclei_only_when_asked():
         pasted.set_epoch(epoch)
         counts.append(int(pasted[0][1][0].sum()) // 36)
     assert max(counts) > 1 and all(c * 36 >= 36 for c in counts)          # whole copies, more nuclei some epochs
+    squashed = NucleiDataset({"a": (image, labels)}, ["a"], mode="resize", size=20, augment=True, paste=4, seed=1)
+    shapes = set()
+    for epoch in range(6):                                 # resized to 20x20 first (one 3x3 nucleus), then pasted
+        squashed.set_epoch(epoch)
+        x, y = squashed[0]
+        assert x.shape == (3, 20, 20)
+        shapes.add(int(y[0].sum()) // 9)
+    assert max(shapes) > 1

@@ -102,10 +102,10 @@ class NucleiDataset(torch.utils.data.Dataset):
         if self.mode == "crop":
             scale = self.scale if self.augment else (1.0, 1.0)
             image, labels = random_crop(image, labels, self.size, rng, scale)
-        if self.augment and self.paste:
-            image, labels = paste_nuclei(image, labels, rng, self.paste)
         elif self.mode == "resize":
             image, labels = resize(image, labels, (self.size, self.size))
+        if self.augment and self.paste:
+            image, labels = paste_nuclei(image, labels, rng, self.paste)
         if self.augment and self.input == "rgb":
             image = augment_colour(image, rng, self.colour)
         if self.input == "rgb":
