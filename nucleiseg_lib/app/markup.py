@@ -23,7 +23,7 @@ def no_model_message(run_dir, problem=None):
         f"<code>RUN_DIR</code> as here, or</li>"
         f"<li>in a terminal: <code>nucleiseg train --data auto --run {html.escape(str(run_dir))} "
         f"--profile {profile}</code> (a few minutes with <code>--profile smoke</code>, "
-        f"about 30 with <code>cpu</code>),</li></ul>"
+        f"about 20 with <code>cpu</code> on 2 cores),</li></ul>"
         f"then press <b>Check again</b> (or run this notebook again).</div>")
 
 
