@@ -104,8 +104,9 @@ class Course:
         return self.run_dir / "last.pt"
 
     def split(self):
-        """(train_ids, val_ids) of :attr:`ids`, with the recipe's ``val_fraction`` and ``seed``."""
-        return split_ids(self.ids, self.recipe.val_fraction, self.recipe.seed)
+        """(train_ids, val_ids) of :attr:`ids`, with the recipe's ``val_fraction`` and seed (``data.split.split_seed``)."""
+        from .data.split import split_seed
+        return split_ids(self.ids, self.recipe.val_fraction, split_seed(self.recipe))
 
     def cache(self):
         """The :class:`SampleCache` of :attr:`ids` (built on first use, then reused)."""

@@ -80,3 +80,16 @@ def test_make_split_random_and_experiments():
     sp = make_split(samples, sorted(samples), cfg)
     # one experiment only: nothing can be held out, and the split says why
     assert sp["test"] == [] and "fluorescence" in sp["not_held_out"]
+
+
+def test_split_seed_keeps_the_split_when_the_seed_changes():
+    from nucleiseg_lib.data.split import split_seed
+    ids = [f"s{i:02d}" for i in range(40)]
+    samples = {sid: (np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.int32)) for sid in ids}
+    base = SimpleNamespace(split="random", val_fraction=0.25, test_fraction=0.0, seed=0)
+    other = SimpleNamespace(split="random", val_fraction=0.25, test_fraction=0.0, seed=1)
+    pinned = SimpleNamespace(split="random", val_fraction=0.25, test_fraction=0.0, seed=1, split_seed=0)
+    assert split_seed(base) == 0 and split_seed(other) == 1 and split_seed(pinned) == 0
+    assert split_seed(SimpleNamespace(seed=3, split_seed=-1)) == 3
+    assert make_split(samples, ids, pinned)["val"] == make_split(samples, ids, base)["val"]
+    assert make_split(samples, ids, other)["val"] != make_split(samples, ids, base)["val"]

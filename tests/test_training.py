@@ -234,10 +234,12 @@ def test_config_check_names_a_bad_setting():
     from nucleiseg_lib.training import RECIPES
     for cfg in RECIPES.values():
         assert cfg.check() is cfg
-    for key, bad in (("colour", "blue"), ("contour_width", 4), ("balance", "classes"), ("input", "hsv")):
+    for key, bad in (("colour", "blue"), ("contour_width", 4), ("balance", "classes"), ("input", "hsv"),
+                     ("norm", "tile")):
         with pytest.raises(ValueError, match=f"{key}={bad!r} is not one of"):
             get_recipe("cpu", **{key: bad}).check()
     for bad in (-1, 2.5, True):
-        with pytest.raises(ValueError, match=f"paste={bad!r} is not a whole number"):
-            get_recipe("cpu", paste=bad).check()
+        for key in ("paste", "touch"):
+            with pytest.raises(ValueError, match=f"{key}={bad!r} is not a whole number"):
+                get_recipe("cpu", **{key: bad}).check()
     assert get_recipe("cpu", paste=8).check().paste == 8

@@ -197,3 +197,75 @@ def test_dataset_pastes_nuclei_only_when_asked():
         assert x.shape == (3, 20, 20)
         shapes.add(int(y[0].sum()) // 9)
     assert max(shapes) > 1
+
+
+def test_standardize_by_a_reference_and_image_sample():
+    from nucleiseg_lib.data.transforms import image_sample, is_bright_background, standardize
+    whole = np.zeros((40, 40, 3), np.float32)
+    whole[10:20, 10:20] = 1.0
+    crop = whole[:8, :8]                                 # empty background
+    np.testing.assert_allclose(standardize(crop), 0.0)   # standardised by itself: its mean, nothing else
+    by_whole = standardize(crop, whole)
+    np.testing.assert_allclose(by_whole, (0 - whole.mean()) / whole.std(), rtol=1e-6)   # below the image's mean
+    np.testing.assert_allclose(standardize(whole, whole)[:8, :8], by_whole)
+    assert image_sample(whole, pixels=100).shape == (10, 10, 3)     # every 4th row and column
+    assert image_sample(whole).shape == whole.shape                  # small images: all of it
+    assert not is_bright_background(whole) and is_bright_background(1 - whole)
+
+
+def test_colour_augmentation_stretches_by_the_reference_range():
+    from nucleiseg_lib.data.transforms import augment_colour
+    whole = np.zeros((16, 16, 3), np.float32)
+    whole[4:8, 4:8] = 0.8
+    crop = np.full((6, 6, 3), 0.1, np.float32)           # a crop of faint background
+    for seed in range(10):
+        out, ref = augment_colour(crop, np.random.default_rng(seed), reference=whole + 0.1)
+        assert out.shape == crop.shape and ref.shape == whole.shape and out.dtype == np.float32
+        # by the reference, the crop stays as dark as the reference's background (up to noise) ...
+        assert abs(float(out.mean()) - float(ref[:4, :4].mean())) < 0.1
+        assert float(out.mean()) < float(ref.max()) - 0.2
+    # ... while alone, its own narrow range is stretched to the augmentation's full brightness
+    alone = [augment_colour(crop + 0.01 * np.arange(6)[:, None, None], np.random.default_rng(s)) for s in range(10)]
+    assert max(float(a.max() - a.min()) for a in alone) > 0.4
+    out, ref = augment_colour(whole, np.random.default_rng(1), reference=whole)
+    np.testing.assert_allclose(out, ref, atol=0.2)       # the same change on both (noise drawn apart)
+
+
+def test_dataset_norm_image_standardises_crops_as_prediction_does():
+    from nucleiseg_lib.data.dataset import NucleiDataset
+    labels = np.zeros((48, 48), np.int32)
+    labels[5:15, 5:15], labels[30:40, 28:38] = 1, 2
+    image = np.full((48, 48, 3), 0.85, np.float32)       # a bright background: inverted
+    image[labels > 0] = (0.4, 0.2, 0.5)
+    whole = normalize_image(image)                       # what prediction sees
+    for norm, same in (("image", True), ("crop", False)):
+        ds = NucleiDataset({"a": (image, labels)}, ["a"] * 6, mode="crop", size=16, norm=norm)
+        for i in range(6):
+            x = ds[i][0].numpy()
+            found = any(np.allclose(x, whole[:, r:r + 16, c:c + 16], atol=1e-5)
+                        for r in range(33) for c in range(33))
+            assert found == same or (norm == "crop" and np.allclose(x, 0))
+    with pytest.raises(ValueError, match="norm must be one of"):
+        NucleiDataset({"a": (image, labels)}, ["a"], norm="tile")
+    aug = NucleiDataset({"a": (image, labels)}, ["a"], mode="crop", size=16, augment=True, norm="image")
+    assert aug[0][0].shape == (3, 16, 16) and torch.isfinite(aug[0][0]).all()
+
+
+def test_touching_band_marks_only_where_nuclei_meet():
+    from nucleiseg_lib.data.transforms import touching_band
+    labels = np.zeros((12, 20), np.int32)
+    labels[2:10, 2:8] = 1                                # touches nucleus 2 along column 7 | 8
+    labels[2:10, 8:14] = 2
+    labels[3:7, 16:19] = 3                               # 3 columns from nucleus 2: outside a 2-px band
+    band = touching_band(labels, 2)
+    np.testing.assert_array_equal(np.unique(np.nonzero(band)[1]), [6, 7, 8, 9])   # 2 px on each side
+    assert band[2:10, 6:10].all() and not band[labels == 3].any() and not band[labels == 0].any()
+    assert touching_band(labels, 3)[labels == 3].any()   # within 3 px: banded too
+    assert not touching_band(labels, 0).any()
+    y = make_target(labels, ("mask", "contour"), 1, touch=2)
+    plain = make_target(labels, ("mask", "contour"), 1)
+    np.testing.assert_array_equal(y[0], plain[0])        # the mask is unchanged
+    assert (y[1] >= plain[1]).all() and y[1][5, 6] == 1 and plain[1][5, 6] == 0
+    edge = np.zeros((6, 6), np.int32)
+    edge[0:3, 0:3] = 5                                   # a lone nucleus in the image's corner
+    assert not touching_band(edge, 2).any()

@@ -5,10 +5,11 @@ import torch
 
 from .cache import SampleCache
 from .io import read_sample
-from .transforms import (augment_colour, augment_geometry, augment_intensity, make_target, normalize_image,
-                         paste_nuclei, random_crop, resize)
+from .transforms import (augment_colour, augment_geometry, augment_intensity, image_sample, is_bright_background,
+                         make_target, normalize_image, paste_nuclei, random_crop, resize, standardize)
 
 MODES = ("crop", "resize", "full")
+NORMS = ("crop", "image")
 
 
 class PngSamples:
@@ -62,6 +63,16 @@ class NucleiDataset(torch.utils.data.Dataset):
     paste : int
         When augmenting, up to this many nuclei of each crop are copied onto its
         background (:func:`paste_nuclei`); 0: none.
+    touch : int
+        The contour target also covers pixels within this many pixels of another nucleus
+        (:func:`~nucleiseg_lib.data.transforms.touching_band`); 0: not.
+    norm : {"crop", "image"}
+        How an "rgb" crop is inverted and standardised. "crop": by the crop itself (its
+        median decides the inversion, its mean and deviation standardise it). "image": as
+        prediction does it, by its whole image: the whole image's median decides the
+        inversion, and a sample of the whole image (:func:`image_sample`), given the crop's
+        colour augmentation, standardises it. The same for whole images (mode "full"
+        or "resize", not augmented).
 
     Returns (per item)
     ------------------
@@ -70,15 +81,28 @@ class NucleiDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, samples, ids, mode="crop", size=256, augment=False, targets=("mask",), seed=0,
-                 scale=(0.5, 2.0), repeats=1, input="rgb", contour_width=1, colour="mix", paste=0):
+                 scale=(0.5, 2.0), repeats=1, input="rgb", contour_width=1, colour="mix", paste=0, norm="crop",
+                 touch=0):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         self.samples, self.ids, self.mode, self.size = samples, list(ids), mode, size
         self.augment, self.targets, self.seed, self.scale = augment, tuple(targets), seed, scale
         self.repeats = max(1, int(repeats))
         self.input, self.contour_width, self.colour, self.paste = input, contour_width, colour, paste
+        self.norm, self.touch = norm, touch
         self.epoch = 0
         self._channels = {}  # id -> scaled one-channel input of the whole image, shape (H, W, 1)
+        self._references = {}  # id -> (inverted?, image_sample of the whole image, inverted if so)
+
+    def _reference(self, sid, image):
+        """Whether a whole RGB image is inverted, and a sample of it for its statistics (computed once)."""
+        if sid not in self._references:
+            invert = is_bright_background(image)
+            sample = image_sample(image)
+            self._references[sid] = invert, (1.0 - sample if invert else sample)
+        return self._references[sid]
 
     def _channel(self, sid, image):
         """The one-channel input of a whole image, computed once (crops are cut from it)."""
@@ -98,6 +122,7 @@ class NucleiDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         sid = self.ids[index % len(self.ids)]
         image, labels = self.samples[sid]
+        whole = image
         image = self._channel(sid, image) if self.input != "rgb" else np.asarray(image, np.float32)
         if self.mode == "crop":
             scale = self.scale if self.augment else (1.0, 1.0)
@@ -106,15 +131,21 @@ class NucleiDataset(torch.utils.data.Dataset):
             image, labels = resize(image, labels, (self.size, self.size))
         if self.augment and self.paste:
             image, labels = paste_nuclei(image, labels, rng, self.paste)
-        if self.augment and self.input == "rgb":
-            image = augment_colour(image, rng, self.colour)
-        if self.input == "rgb":
+        if self.input == "rgb" and self.norm == "image":
+            invert, reference = self._reference(sid, whole)
+            image = 1.0 - image if invert else image
+            if self.augment:
+                image, reference = augment_colour(image, rng, self.colour, reference=reference)
+            x = np.ascontiguousarray(standardize(image, reference).transpose(2, 0, 1))
+        elif self.input == "rgb":
+            if self.augment:
+                image = augment_colour(image, rng, self.colour)
             x = normalize_image(image)
         else:
             x = np.ascontiguousarray(image.transpose(2, 0, 1))
             if self.augment:
                 x = augment_intensity(x, rng)
-        y = make_target(labels, self.targets, self.contour_width)
+        y = make_target(labels, self.targets, self.contour_width, self.touch)
         if self.augment:
             x, y = augment_geometry(x, y, rng)
         return torch.from_numpy(x), torch.from_numpy(y)

@@ -185,6 +185,16 @@ def split_experiments(groups, modalities, test_fraction=0.15, val_fraction=0.1, 
                 test_groups=sorted(test_groups), not_held_out=not_held)
 
 
+def split_seed(config):
+    """The seed of a config's split: its ``split_seed``, or its ``seed`` when that is negative or absent.
+
+    Two runs with other seeds and one ``split_seed`` differ in weights, crops and augmentation
+    only: their spread is the noise between runs on the same test experiments.
+    """
+    s = getattr(config, "split_seed", -1)
+    return config.seed if s is None or s < 0 else int(s)
+
+
 def make_split(samples, ids, config):
     """The split a training config asks for, from samples in memory.
 
@@ -194,19 +204,20 @@ def make_split(samples, ids, config):
     ids : list of str
     config : TrainConfig-like
         Uses ``split`` ("random" or "experiments"), ``val_fraction``,
-        ``test_fraction`` and ``seed``.
+        ``test_fraction`` and ``seed`` (or ``split_seed``: :func:`split_seed`).
 
     Returns
     -------
     dict with ``train``, ``val``, ``test``, ``method`` (and for "experiments" the
     keys of :func:`split_experiments` plus ``modalities``)
     """
+    seed = split_seed(config)
     if getattr(config, "split", "random") == "random":
-        train, val = split_ids(ids, config.val_fraction, config.seed)
+        train, val = split_ids(ids, config.val_fraction, seed)
         return dict(train=train, val=val, test=[], method="random")
     feats = {sid: image_features(*samples[sid]) for sid in ids}
-    groups = experiment_groups(feats, seed=config.seed)
+    groups = experiment_groups(feats, seed=seed)
     modalities = {sid: f["modality"] for sid, f in feats.items()}
-    split = split_experiments(groups, modalities, config.test_fraction, config.val_fraction, config.seed)
+    split = split_experiments(groups, modalities, config.test_fraction, config.val_fraction, seed)
     split["modalities"] = modalities
     return split

@@ -87,10 +87,44 @@ def normalize_image(image, input="rgb"):
     if input != "rgb":
         raise ValueError(f"unknown input {input!r}; use one of {INPUTS}")
     x = np.asarray(image, dtype=np.float32)
-    if np.median(x.mean(axis=2)) > 0.5:
+    if is_bright_background(x):
         x = 1.0 - x
-    x = (x - x.mean()) / max(float(x.std()), 1e-3)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    return np.ascontiguousarray(standardize(x).transpose(2, 0, 1))
+
+
+def is_bright_background(image):
+    """True when an RGB image's median grey level is above 0.5 (brightfield, stained tissue).
+
+    :func:`normalize_image` inverts such an image so that its nuclei are brighter than its background.
+    """
+    return bool(np.median(np.asarray(image, np.float32).mean(axis=2)) > 0.5)
+
+
+def standardize(x, reference=None):
+    """``(x - mean) / std``, with the mean and standard deviation of `reference` (default: `x` itself).
+
+    Training crops are standardised with a sample of their whole image as `reference`
+    (:func:`image_sample`), so that a crop of empty background keeps its small contrast
+    as it has in the whole image that prediction standardises.
+    """
+    ref = x if reference is None else reference
+    return ((x - ref.mean()) / max(float(ref.std()), 1e-3)).astype(np.float32)
+
+
+def image_sample(image, pixels=4096):
+    """A regular grid of about `pixels` pixels of an image (every s-th row and column), for its statistics.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+
+    Returns
+    -------
+    ndarray, shape (about H / s, W / s, C), float32, ``s = floor(sqrt(H * W / pixels))`` (at least 1)
+    """
+    h, w = image.shape[:2]
+    s = max(1, int(np.sqrt(h * w / pixels)))
+    return np.ascontiguousarray(image[::s, ::s], np.float32)
 
 
 def augment_intensity(x, rng):
@@ -178,7 +212,35 @@ def instance_contours(labels, width=1):
     return (lab > 0) & (inside < contour_width_map(lab, width))
 
 
-def make_target(labels, targets=("mask",), contour_width=1):
+def touching_band(labels, width=2):
+    """Pixels of a nucleus that lie within `width` pixels (chessboard distance) of another nucleus.
+
+    Where two nuclei touch or nearly touch, this band is wider than their contour: added to
+    the contour target, it keeps the seeds of touching nuclei apart (the 2018 DSB winners'
+    "separation" target), while a nucleus that touches no other keeps its thin contour.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), int
+    width : int
+        0: no band.
+
+    Returns
+    -------
+    ndarray, shape (H, W), bool
+    """
+    lab = np.asarray(labels)
+    if width <= 0 or lab.max() == 0:
+        return np.zeros(lab.shape, bool)
+    from scipy import ndimage
+    size = 2 * int(width) + 1
+    higher = ndimage.maximum_filter(lab, size=size, mode="constant", cval=0) > lab
+    top = int(lab.max()) + 1                             # stands for the background in the minimum
+    lower = ndimage.minimum_filter(np.where(lab > 0, lab, top), size=size, mode="constant", cval=top) < lab
+    return (lab > 0) & (higher | lower)
+
+
+def make_target(labels, targets=("mask",), contour_width=1, touch=0):
     """Training target channels from an instance label map.
 
     Parameters
@@ -189,6 +251,9 @@ def make_target(labels, targets=("mask",), contour_width=1):
         separate touching nuclei (used for watershed post-processing).
     contour_width : int or "area"
         Width of the contour (:func:`instance_contours`).
+    touch : int
+        The contour also covers the pixels within `touch` pixels of another nucleus
+        (:func:`touching_band`); 0: not.
 
     Returns
     -------
@@ -199,7 +264,7 @@ def make_target(labels, targets=("mask",), contour_width=1):
         if t == "mask":
             chans.append(labels > 0)
         elif t == "contour":
-            chans.append(instance_contours(labels, contour_width))
+            chans.append(instance_contours(labels, contour_width) | touching_band(labels, touch))
         else:
             raise ValueError(f"unknown target {t!r}; use 'mask' or 'contour'")
     return np.stack(chans).astype(np.float32)
@@ -324,7 +389,7 @@ def hue_rotation(angle):
     return (c * np.eye(3) + (1 - c) * k + s * skew).T.astype(np.float32)
 
 
-def augment_colour(image, rng, kind="mix"):
+def augment_colour(image, rng, kind="mix", reference=None):
     """Random contrast, brightness, gamma, channel mixing and grayscale, in [0, 1].
 
     Parameters
@@ -336,14 +401,18 @@ def augment_colour(image, rng, kind="mix"):
         hue turned by up to half a circle about the grey axis (:func:`hue_rotation`),
         saturation scaled from none to 1.5x (the 2018 winners' answer to new stains:
         channel shuffle and HSV jitter); then the "mix" augmentation follows.
+    reference : ndarray, shape (h, w, 3), optional
+        Pixels of the whole image that `image` was cut from (:func:`image_sample`). They
+        get the same colour change, and their range, not the crop's, is stretched to
+        [0, 1]; then the crop can be standardised by them (:func:`standardize`).
 
     Returns
     -------
-    ndarray, shape (H, W, 3), float32 in [0, 1]
+    ndarray, shape (H, W, 3), float32 in [0, 1]; with `reference`, the pair (image, reference)
     """
     if kind not in COLOUR_AUGMENTATIONS:
         raise ValueError(f"unknown colour augmentation {kind!r}; use one of {COLOUR_AUGMENTATIONS}")
-    x = image
+    xs = [image] if reference is None else [image, reference]
     if kind == "stain":
         m = np.eye(3, dtype=np.float32)
         if rng.random() < 0.5:
@@ -353,19 +422,23 @@ def augment_colour(image, rng, kind="mix"):
         if rng.random() < 0.5:
             sat = np.float32(rng.uniform(0.0, 1.5))
             m = m @ (sat * np.eye(3, dtype=np.float32) + (1 - sat) / 3 * np.ones((3, 3), np.float32))
-        x = np.clip(x @ m, 0, 1)
+        xs = [np.clip(x @ m, 0, 1) for x in xs]
     if rng.random() < 0.5:  # mix channels: other stains, other colour balances
         m = np.eye(3, dtype=np.float32) * rng.uniform(0.6, 1.0) + rng.uniform(0, 0.4, (3, 3)).astype(np.float32)
-        x = x @ (m / m.sum(axis=0, keepdims=True))
+        xs = [x @ (m / m.sum(axis=0, keepdims=True)) for x in xs]
     if rng.random() < 0.2:
-        x = np.repeat(x.mean(axis=2, keepdims=True), 3, axis=2)
-    lo, hi = float(x.min()), float(x.max())
-    x = (x - lo) / (hi - lo) if hi > lo else x
-    x = np.clip(x, 0, 1) ** np.float32(np.exp(rng.uniform(-0.5, 0.5)))
-    x = x * rng.uniform(0.5, 1.0) + rng.uniform(0, 0.1)
+        xs = [np.repeat(x.mean(axis=2, keepdims=True), 3, axis=2) for x in xs]
+    lo, hi = float(xs[-1].min()), float(xs[-1].max())
+    if hi > lo:
+        xs = [(x - lo) / (hi - lo) for x in xs]
+    gamma = np.float32(np.exp(rng.uniform(-0.5, 0.5)))
+    gain, offset = rng.uniform(0.5, 1.0), rng.uniform(0, 0.1)
+    xs = [np.clip(x, 0, 1) ** gamma * gain + offset for x in xs]
     if rng.random() < 0.3:
-        x = x + np.float32(rng.uniform(0, 0.03)) * rng.standard_normal(x.shape, dtype=np.float32)
-    return np.clip(x, 0, 1).astype(np.float32)
+        sigma = np.float32(rng.uniform(0, 0.03))
+        xs = [x + sigma * rng.standard_normal(x.shape, dtype=np.float32) for x in xs]
+    xs = [np.clip(x, 0, 1).astype(np.float32) for x in xs]
+    return xs[0] if reference is None else (xs[0], xs[1])
 
 
 def augment_geometry(x, y, rng):

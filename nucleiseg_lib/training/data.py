@@ -62,13 +62,13 @@ class TrainData:
 
     @classmethod
     def from_config(cls, samples, config, ids=None, info=None):
-        """Split `ids` (default: every sample) as `config` says, seeded by ``config.seed``.
+        """Split `ids` (default: every sample) as `config` says, seeded by ``data.split.split_seed(config)``.
 
         Parameters
         ----------
         samples : mapping id -> (image, labels)
         config : TrainConfig
-            ``split``, ``val_fraction``, ``test_fraction`` and ``seed`` are used.
+            ``split``, ``val_fraction``, ``test_fraction`` and ``seed`` / ``split_seed`` are used.
         ids : list of str, optional
         info : dict, optional
 

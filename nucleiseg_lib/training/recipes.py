@@ -34,8 +34,11 @@ class TrainConfig:
     augment: bool = False
     colour: str = "mix"           # "mix" or "stain" (also new hues and saturations): data.transforms.augment_colour
     paste: int = 0                # copy-paste: up to this many nuclei pasted per crop (data.transforms.paste_nuclei)
+    touch: int = 0                # contour target widened where nuclei touch, this many px (data.transforms.touching_band)
+    norm: str = "crop"            # "rgb" crops inverted and standardised by the "crop" or by its whole "image" (data.dataset)
     scale: tuple = (0.5, 2.0)
     seed: int = 0
+    split_seed: int = -1          # seed of the split; -1: the same as seed (data.split.split_seed)
     val_fraction: float = 0.1
     split: str = "random"         # "random" (train/val by image id) or "experiments" (train/val/test, see data.split)
     test_fraction: float = 0.15   # share of images in the held-out test experiments ("experiments" split only)
@@ -52,18 +55,20 @@ class TrainConfig:
 
         Called before any data is loaded, so that ``--set colour=blue`` fails at once and says so.
         """
-        from ..data.dataset import MODES
+        from ..data.dataset import MODES, NORMS
         from ..data.transforms import COLOUR_AUGMENTATIONS, CONTOUR_WIDTHS, INPUTS
         from .data import SPLITS
         from .losses import LOSSES
         from .trainer import BALANCE, LR_SCHEDULES
-        choices = dict(input=INPUTS, mode=MODES, contour_width=CONTOUR_WIDTHS, colour=COLOUR_AUGMENTATIONS,
+        choices = dict(input=INPUTS, mode=MODES, norm=NORMS, contour_width=CONTOUR_WIDTHS, colour=COLOUR_AUGMENTATIONS,
                        balance=BALANCE, split=SPLITS, lr_schedule=LR_SCHEDULES, loss=LOSSES)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(allowed)}")
-        if not isinstance(self.paste, int) or isinstance(self.paste, bool) or self.paste < 0:
-            raise ValueError(f"paste={self.paste!r} is not a whole number of nuclei >= 0")
+        for name in ("paste", "touch"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name}={value!r} is not a whole number >= 0")
         return self
 
     @property
