@@ -71,8 +71,8 @@ class NucleiDataset(torch.utils.data.Dataset):
         median decides the inversion, its mean and deviation standardise it). "image": as
         prediction does it, by its whole image: the whole image's median decides the
         inversion, and a sample of the whole image (:func:`image_sample`), given the crop's
-        colour augmentation, standardises it. The same for whole images (mode "full"
-        or "resize", not augmented).
+        colour augmentation, standardises it. For a whole image not augmented (mode
+        "full"), that is prediction's normalisation, with statistics of the sample.
 
     Returns (per item)
     ------------------
