@@ -28,6 +28,7 @@ from . import runtime
 from .data import SampleCache, data_hash, list_samples, split_ids
 from .data.locate import (SMOKE_IMAGES, SMOKE_MAX_PIXELS, SYNTHETIC_WARNING, image_pixels,  # noqa: F401
                           resolve_data, smoke_subset)
+from .data.split import split_seed
 from .data.stats import (all_areas, all_background_scores, check_masks, classify_modality, count_by,  # noqa: F401
                          dataset_stats, examples_by, size_counts, summary_by)
 from .inference.analysis import failure_reason, summary_table  # noqa: F401
@@ -105,7 +106,6 @@ class Course:
 
     def split(self):
         """(train_ids, val_ids) of :attr:`ids`, with the recipe's ``val_fraction`` and seed (``data.split.split_seed``)."""
-        from .data.split import split_seed
         return split_ids(self.ids, self.recipe.val_fraction, split_seed(self.recipe))
 
     def cache(self):
