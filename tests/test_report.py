@@ -247,3 +247,33 @@ def test_ablation_table_names_the_final_recipe_not_the_last_run(tmp_path):
     md = render_ablation(tmp_path)
     assert "(`recipe`) **= the recipe**" in md and "Post-processing of the final recipe (`recipe`)" in md
     assert md.index("(`recipe`)") < md.index("(`tried`)")     # rows stay in the order they were trained
+
+
+def test_gpu_runs_get_a_table_of_their_own_and_are_never_the_final_recipe(tmp_path):
+    from nucleiseg_lib.report.results import final_result, on_gpu, render_ablation
+    from nucleiseg_lib.training import get_recipe
+    variant = dict(name="validation-chosen threshold, watershed on contours",
+                   overall=dict(dsb_score=0.5, ap50=0.6, iou=0.7, pixel_accuracy=0.9, n_pred=3, n_true=4),
+                   by_kind={"stained": dict(dsb_score=0.25, n_pred=5, n_true=4)})
+    sets = dict(val=dict(n=1, n_by_kind={}, all_background_pixel_accuracy=0.8, variants=[variant]),
+                test=dict(n=1, n_by_kind={}, all_background_pixel_accuracy=0.8, variants=[variant]))
+
+    def result(name, recipe, finished, **train):
+        return dict(name=name, epochs=3, config=get_recipe(recipe).to_dict(), sets=sets,
+                    postprocess=dict(threshold=0.5, method="watershed"),
+                    train=dict(step=name, finished=finished, epochs=4, train_seconds_total=90, **train))
+    gpu = dict(device="NVIDIA H200", median_epoch_seconds=2.04, peak_gpu_memory_gib=1.5)
+    runs = [result("here", "cpu", 1), result("there", "gpu", 2, **gpu),
+            result("longer", "gpu", 3, **{**gpu, "peak_gpu_memory_gib": None})]
+    runs[2]["config"]["epochs"] = 100
+    assert [on_gpu(r) for r in runs] == [False, True, True]
+    assert final_result(runs)["name"] == "here"              # trained later on a GPU, still not the final recipe
+    assert final_result(runs[1:])["name"] == "there"         # only GPU runs: the current recipe among them
+    for r in runs:
+        (tmp_path / f"{r['name']}.json").write_text(json.dumps(r))
+    md = render_ablation(tmp_path)
+    main, gpu_table = md.split("On a GPU machine")
+    assert "(`here`) **= the recipe**" in main and "(`there`)" not in main
+    assert ("(`there`) **= the `gpu` recipe** | NVIDIA H200 | best epoch 3 of 4 | 2.0 s | 1.5 min | 1.50 GiB | 0.500 "
+            "| 0.500 | — | 0.250 (5/4) |") in gpu_table
+    assert "(`longer`) | NVIDIA H200" in gpu_table and "| — |" in gpu_table   # not the recipe; no memory figure

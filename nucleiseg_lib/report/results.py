@@ -34,10 +34,19 @@ def is_current_recipe(res):
     return all(have[k] == want[k] for k in want if k not in skip)
 
 
+def on_gpu(res):
+    """Whether a result was trained on a GPU machine (``benchmarks/gpu_check.py`` records its ``device``)."""
+    return bool(res.get("train", {}).get("device"))
+
+
 def final_result(results):
-    """The result of the final recipe: the last one trained with today's recipe settings (else the last one)."""
-    current = [r for r in results if is_current_recipe(r)]
-    return (current or results)[-1]
+    """The result of the final recipe: the last one trained here with today's recipe settings (else the last one).
+
+    Runs trained on a GPU machine (:func:`on_gpu`) have a table of their own and are never the final recipe.
+    """
+    here = [r for r in results if not on_gpu(r)] or results
+    current = [r for r in here if is_current_recipe(r)]
+    return (current or here)[-1]
 
 
 def chosen_variant(res, part):
@@ -48,6 +57,10 @@ def chosen_variant(res, part):
         if v["name"].startswith("validation-chosen") and want in v["name"]:
             return v
     return res["sets"][part]["variants"][-1]
+
+
+def _gib(x):
+    return "—" if x is None else f"{x:.2f} GiB"
 
 
 def _cell(v, kind=None):
@@ -78,7 +91,10 @@ def render_ablation(results_dir=None):
              "| recipe step | training | validation DSB | test DSB | test fluorescence | test stained "
              "| validation brightfield |", "|---|---|---|---|---|---|---|"]
     final = final_result(results)
+    gpu = [r for r in results if on_gpu(r) and r is not final]
     for res in results:
+        if any(res is g for g in gpu):
+            continue
         t = res.get("train", {})
         val, test = (chosen_variant(res, p) if p in res["sets"] else None for p in ("val", "test"))
         mark = " **= the recipe**" if res is final else ""
@@ -105,4 +121,17 @@ def render_ablation(results_dir=None):
             m = sets[p]["variants"][i]["overall"]
             cells += [f"{m['dsb_score']:.3f}", f"{m['ap50']:.3f}", f"{m['pixel_accuracy']:.3f}"]
         lines.append(f"| {v['name']} | " + " | ".join(cells) + " |")
+    if gpu:
+        lines += ["", "On a GPU machine (`python benchmarks/gpu_check.py`: the same split, data and scoring; training "
+                  "minutes on that machine, not comparable with the rows above):", "",
+                  "| run | device | epochs | seconds per epoch (median) | training | peak GPU memory | validation DSB "
+                  "| test DSB | test fluorescence | test stained |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for res in gpu:
+            t = res["train"]
+            val, test = (chosen_variant(res, p) if p in res["sets"] else None for p in ("val", "test"))
+            mark = " **= the `gpu` recipe**" if is_current_recipe(res) else ""
+            lines.append(f"| {t.get('step', res['name'])} (`{res['name']}`){mark} | {t['device']} | best epoch "
+                         f"{res['epochs']} of {t['epochs']} | {t['median_epoch_seconds']:.1f} s | "
+                         f"{t['train_seconds_total'] / 60:.1f} min | {_gib(t.get('peak_gpu_memory_gib'))} "
+                         f"| {_cell(val)} | {_cell(test)} | {_cell(test, 'fluorescence')} | {_cell(test, 'stained')} |")
     return "\n".join(lines)

@@ -6,7 +6,8 @@ original   the original project: base 32, 256x256 resize, BCE, no augmentation
 cpu        a laptop or this 2-core machine: native-resolution crops, augmentation with nuclei
            copy-pasted, a contour channel 1-3 px wide by nucleus area + watershed, BCE + Dice;
            7 epochs, about 20 minutes here (benchmarks/results/cpu-paste-e7_train.json)
-gpu        the original architecture at base 64 with the same ideas, for a GPU
+gpu        the original architecture at base 64 with the same ideas, for a GPU; 32 epochs, 1.1 minutes of training
+           on an H200 (benchmarks/results/gpu-check-e32_gpu_check.json)
 =========  =====================================================================
 """
 
@@ -100,7 +101,7 @@ RECIPES = {
                        mode="crop", size=256, batch_size=4, epochs=7, lr=1e-3, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
                        augment=True, paste=8, amp="auto", split="experiments"),
     "gpu": TrainConfig(recipe="gpu", base=64, batch_norm=False, targets=("mask", "contour"), contour_width="area",
-                       mode="crop", size=256, batch_size=8, epochs=100, lr=3e-4, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
+                       mode="crop", size=256, batch_size=8, epochs=32, lr=3e-4, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
                        augment=True, paste=8, channels_last=True, split="experiments"),
 }
 
