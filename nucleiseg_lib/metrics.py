@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 __all__ = [
     "DSB_THRESHOLDS", "pixel_accuracy", "iou", "dice", "precision", "recall",
     "iou_matrix", "match_instances", "average_precision", "dsb_score",
-    "evaluate_image", "summarize", "match_table", "summarize_groups",
+    "evaluate_image", "summarize", "match_table", "summarize_groups", "nucleus_outcomes",
 ]
 
 #: IoU thresholds of the DSB 2018 score: 0.50, 0.55, ..., 0.95 (10 values).
@@ -120,16 +120,67 @@ def iou_matrix(true_labels, pred_labels):
         ``out[i, j]`` is the IoU of the i-th true and j-th predicted object,
         objects ordered by increasing id.
     """
+    joint = _joint(true_labels, pred_labels)
+    area_true, area_pred = joint.sum(axis=1)[1:], joint.sum(axis=0)[1:]
+    inter = joint[1:, 1:].astype(float)
+    union = area_true[:, None] + area_pred[None, :] - inter
+    return inter / np.maximum(union, 1)
+
+
+def _joint(true_labels, pred_labels):
+    """Pixel counts ``joint[i, j]`` of true object i and predicted object j (row and column 0: background)."""
     true_labels, pred_labels = _check_shapes(true_labels, pred_labels,
                                              "true_labels", "pred_labels")
     t, n_true = _relabel(true_labels, "true_labels")
     p, n_pred = _relabel(pred_labels, "pred_labels")
     joint = np.bincount(t * (n_pred + 1) + p, minlength=(n_true + 1) * (n_pred + 1))
-    joint = joint.reshape(n_true + 1, n_pred + 1)
+    return joint.reshape(n_true + 1, n_pred + 1)
+
+
+def nucleus_outcomes(true_labels, pred_labels):
+    """What happened to each true nucleus, and how many predictions are spurious.
+
+    Parameters
+    ----------
+    true_labels, pred_labels : ndarray of int, shape (H, W)
+        Label maps; 0 is background.
+
+    Returns
+    -------
+    dict of int
+        Counts of true nuclei, each in exactly one class, checked in this order:
+
+        - ``matched``: a predicted object overlaps it with IoU > 0.5;
+        - ``missed``: under half of its pixels lie in any predicted object;
+        - ``merged``: over half of it lies in one predicted object that also holds over half of
+          another true nucleus (touching nuclei not separated);
+        - ``other``: the rest (cut into pieces, or an outline too far off).
+
+        And ``spurious``: predicted objects with under half of their pixels on any true nucleus.
+
+    Examples
+    --------
+    >>> true = np.array([[1, 1, 2, 2, 0, 3]])
+    >>> pred = np.array([[5, 5, 5, 5, 0, 0]])      # 1 and 2 merged, 3 missed
+    >>> nucleus_outcomes(true, pred)
+    {'matched': 0, 'missed': 1, 'merged': 2, 'other': 0, 'spurious': 0}
+    """
+    joint = _joint(true_labels, pred_labels)
+    inter = joint[1:, 1:]
     area_true, area_pred = joint.sum(axis=1)[1:], joint.sum(axis=0)[1:]
-    inter = joint[1:, 1:].astype(float)
-    union = area_true[:, None] + area_pred[None, :] - inter
-    return inter / np.maximum(union, 1)
+    out = dict(matched=0, missed=0, merged=0, other=0, spurious=0)
+    if inter.size:
+        iou = inter / np.maximum(area_true[:, None] + area_pred[None, :] - inter, 1)
+        matched = (iou > 0.5).any(axis=1)
+        missed = ~matched & (2 * inter.sum(axis=1) < area_true)
+        holds = 2 * inter > area_true[:, None]          # over half of true i lies in predicted j
+        merged = ~matched & ~missed & (holds & (holds.sum(axis=0) >= 2)[None, :]).any(axis=1)
+        out.update(matched=int(matched.sum()), missed=int(missed.sum()), merged=int(merged.sum()),
+                   other=int((~matched & ~missed & ~merged).sum()))
+    else:
+        out["missed"] = len(area_true)
+    out["spurious"] = int((2 * joint[1:, 1:].sum(axis=0) < area_pred).sum()) if len(area_pred) else 0
+    return out
 
 
 def _match(ious, threshold):

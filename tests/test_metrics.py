@@ -223,3 +223,23 @@ def test_summarize_groups():
     assert list(out) == ["fluorescence", "stained"]
     assert out["fluorescence"] == dict(iou=pytest.approx(0.3), n_images=2)
     assert out["stained"] == dict(iou=1.0, n_images=1)
+
+
+def test_nucleus_outcomes_by_hand():
+    from nucleiseg_lib.metrics import nucleus_outcomes
+    true = np.zeros((6, 12), int)
+    true[0:2, 0:2] = 1                 # found as it is
+    true[0:2, 3:5], true[0:2, 5:7] = 2, 3   # two touching nuclei, found as one object
+    true[4:6, 0:4] = 4                 # cut into two halves
+    true[4:6, 6:8] = 5                 # a quarter of it found: missed
+    pred = np.zeros_like(true)
+    pred[0:2, 0:2] = 7
+    pred[0:2, 3:7] = 8
+    pred[4:6, 0:2], pred[4:6, 2:4] = 9, 10
+    pred[4, 6] = 11
+    pred[3, 9:12] = 12                 # on background: spurious
+    got = nucleus_outcomes(true, pred)
+    assert got == dict(matched=1, missed=1, merged=2, other=1, spurious=1)
+    assert sum(v for k, v in got.items() if k != "spurious") == 5   # each true nucleus in exactly one class
+    assert nucleus_outcomes(true, np.zeros_like(true))["missed"] == 5
+    assert nucleus_outcomes(np.zeros_like(true), pred)["spurious"] == 6
