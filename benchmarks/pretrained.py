@@ -40,6 +40,8 @@ def _markdown(card):
              f"{card['postprocess'].get('method')}"
              + (f", seeds opened {card['postprocess']['seed_opening']}x, objects of mean probability under "
                 f"{card['postprocess']['min_score']:g} dropped" if "min_score" in card["postprocess"] else "")
+             + (f", seeds split at distance maxima {card['postprocess']['seed_split']:g} px high"
+                if card["postprocess"].get("seed_split") else "")
              + ".", "",
              "| | value |", "|---|---|",
              f"| reproduce | `{card['command']}` |",

@@ -66,7 +66,8 @@ def recalibrate(a):
     split = load_checkpoint(out / "best.pt")["split"]
     samples = SampleCache(a.data, ids=sorted(set(split["train"]) | set(split["val"])), progress=False).load_all()
     t = time.time()
-    chosen = calibrate(out / "best.pt", samples, split["val"], progress=False, train_ids=split["train"])
+    extra = {} if a.seed_splits is None else dict(seed_splits=tuple(a.seed_splits))
+    chosen = calibrate(out / "best.pt", samples, split["val"], progress=False, train_ids=split["train"], **extra)
     train_info = RESULTS / f"{a.name}_train.json"
     info = json.loads(train_info.read_text()) if train_info.exists() else {}
     info.update(name=a.out, step=a.step or f"{a.name}, post-processing chosen again", calibrated_from=a.name,
@@ -89,6 +90,8 @@ def variants(pp, everything=True):
             ("validation-chosen threshold, connected components", None, dict(method="cc"), {})]
     if pp.get("method") == "watershed" or pp.get("sweep"):
         rows.append(("validation-chosen threshold, watershed on contours", None, dict(method="watershed"), {}))
+    if pp.get("seed_split", 0.0):
+        rows.append(("validation-chosen post-processing without the seed split", None, dict(seed_split=0.0), {}))
     if pp.get("seed_opening", 1) != 1 or pp.get("min_score", 0.0):
         method = pp.get("method", "cc")
         rows.append((f"validation-chosen threshold, {'watershed' if method == 'watershed' else 'connected components'}"
@@ -197,6 +200,8 @@ def main():
         if name == "calibrate":
             s.add_argument("--out", required=True, help="the new run folder runs/<out>")
             s.add_argument("--step", help="what this changes, for the ablation table")
+            s.add_argument("--seed-splits", type=float, nargs="+", metavar="H",
+                           help="seed splits to choose from (default: inference.calibrate's, 0 and 1; 0 = none)")
         if name == "train":
             s.add_argument("--recipe", default="cpu")
             s.add_argument("--epochs", type=int)

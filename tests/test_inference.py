@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from nucleiseg_lib.inference import Predictor, find_threshold, label_instances, otsu_threshold
+from nucleiseg_lib.inference.postprocess import DEFAULT_POSTPROCESS, postprocess_proba
 from nucleiseg_lib.cli import main
 
 from test_training import REPO, tiny_data, fit  # noqa: F401  (fixture reuse)
@@ -195,3 +196,49 @@ def test_calibrate_refines_seeds_and_scores_on_validation_only(tmp_path, checkpo
     assert chosen["val_dsb_score"] == pytest.approx(max(first["dsb_score"], best["dsb_score"]))
     stored = Predictor(ck).postprocess
     assert stored["min_score"] == chosen["min_score"] and "refine" in stored
+
+
+def _discs(centres, r, shape=(30, 60)):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    return np.any([(yy - cy) ** 2 + (xx - cx) ** 2 < r * r for cy, cx in centres], axis=0)
+
+
+def test_split_seeds_cuts_a_dumbbell_and_keeps_single_nuclei_whole():
+    from nucleiseg_lib.inference.postprocess import split_seeds
+    joined = _discs([(15, 15), (15, 32)], 10)              # two nuclei whose seeds touch: one region
+    alone = _discs([(15, 48)], 6)
+    seeds = joined | alone
+    assert split_seeds(seeds, 0).max() == 2                  # h = 0: the connected regions as they are
+    cut = split_seeds(seeds, 1.0)
+    assert cut.max() == 3 and ((cut > 0) == seeds).all()      # every seed pixel keeps a label
+    assert cut[15, 12] != cut[15, 35] and len(np.unique(cut[alone])) == 1
+    yy, xx = np.mgrid[:30, :60]
+    ellipse = ((yy - 15) / 6.0) ** 2 + ((xx - 30) / 20.0) ** 2 < 1   # long, but one maximum: not cut
+    assert split_seeds(ellipse, 1.0).max() == 1
+    assert split_seeds(np.zeros((5, 5), bool), 1.0).max() == 0
+
+
+def test_label_instances_seed_split_separates_touching_nuclei_without_a_contour():
+    prob = _discs([(15, 15), (15, 32)], 10).astype(float)
+    contour = np.zeros_like(prob)                            # the model saw no contour between them
+    assert label_instances(prob, 0.5, contour=contour, method="watershed").max() == 1
+    two = label_instances(prob, 0.5, contour=contour, method="watershed", seed_split=1.0)
+    assert two.max() == 2 and ((two > 0) == (prob > 0.5)).all()
+    assert postprocess_proba(np.stack([prob, contour]), dict(DEFAULT_POSTPROCESS, method="watershed",
+                                                            seed_split=1.0))["labels"].max() == 2
+
+
+def test_calibrate_chooses_the_seed_split_on_validation(tmp_path, checkpoint, tiny_data):  # noqa: F811
+    import shutil
+    from nucleiseg_lib.inference import calibrate
+    ck = tmp_path / "best.pt"
+    shutil.copy(checkpoint, ck)
+    _, samples, _, val = tiny_data
+    chosen = calibrate(ck, samples, val, thresholds=[0.4, 0.5], progress=False, seed_openings=(1,), min_scores=(0.0,),
+                       seed_splits=(0.0, 1.0))
+    ws = [r for r in chosen["sweep"] if r["method"] == "watershed"]
+    # the smoke model has a contour channel: 2 contour thresholds x 2 splits x 2 thresholds
+    assert sorted({r["seed_split"] for r in ws}) == [0.0, 1.0] and len(ws) == 2 * 2 * 2
+    assert all(r["seed_split"] == 0.0 for r in chosen["sweep"] if r["method"] == "cc")
+    best = max(chosen["sweep"], key=lambda r: r["dsb_score"])
+    assert chosen["seed_split"] == best["seed_split"] and Predictor(ck).postprocess["seed_split"] == best["seed_split"]

@@ -15,8 +15,9 @@ RULE_LABELS = {"validation": "validation-optimal", "fixed": "fixed 0.5", "relati
 #: Post-processing without calibration; a model with a contour channel uses "watershed" (see
 #: :func:`postprocess_settings`). ``seed_opening``: iterations of the binary opening that cleans watershed
 #: seeds; ``min_score``: instances whose mean nucleus probability is lower are dropped (0: none).
+#: ``seed_split``: seeds are split where their distance transform has several maxima this many px high (0: never).
 DEFAULT_POSTPROCESS = dict(threshold=0.5, method="cc", min_size=8, contour_threshold=0.5, seed_opening=1,
-                           min_score=0.0)
+                           min_score=0.0, seed_split=0.0)
 #: What :func:`~nucleiseg_lib.inference.calibrate` stores beside the settings: the validation sweeps.
 SWEEP_KEYS = ("sweep", "refine")
 
@@ -158,8 +159,56 @@ def remove_unsure(labels, prob, min_score):
     return _keep_instances(labels, sums >= min_score * np.maximum(counts, 1))
 
 
+def split_seeds(seeds, h, sigma=1.0):
+    """Label watershed seeds, cutting a seed in two where its distance transform has two maxima.
+
+    When the model predicts no contour between two touching nuclei, their seeds join into one
+    dumbbell-shaped region. Its (smoothed) distance to the background has one maximum per nucleus,
+    separated by a saddle at the neck; each maximum at least `h` pixels above the saddle becomes a
+    seed of its own, which grows back over its part of the region. Only regions larger than a disc
+    of their inner radius (area over 1.2 pi r^2: elongated or joined) are looked at, each in its own box.
+
+    Parameters
+    ----------
+    seeds : ndarray, shape (H, W), bool
+    h : float
+        Height in pixels of distance that a maximum needs over its saddle (:func:`skimage.morphology.h_maxima`);
+        0 labels the connected regions as they are.
+    sigma : float
+        Gaussian smoothing of the distance transform (pixels), so that a ragged outline makes no maxima.
+
+    Returns
+    -------
+    ndarray, shape (H, W), int32, 0 = not a seed
+    """
+    comps, n = ndimage.label(seeds)
+    comps = comps.astype(np.int32, copy=False)
+    if h <= 0 or n == 0:
+        return comps
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+    out, next_label = np.zeros_like(comps), 1
+    for i, box in enumerate(ndimage.find_objects(comps), start=1):
+        own = np.pad(comps[box] == i, 2)
+        dist = ndimage.distance_transform_edt(own)
+        parts = None
+        if own.sum() > 1.2 * np.pi * dist.max() ** 2:
+            smooth = ndimage.gaussian_filter(dist, sigma) if sigma else dist
+            peaks, k = ndimage.label(h_maxima(smooth, h).astype(bool) & own)
+            if k > 1:
+                parts = watershed(-smooth, peaks, mask=own)[2:-2, 2:-2]
+        if parts is None:
+            out[box][own[2:-2, 2:-2]] = next_label
+            next_label += 1
+        else:
+            inside = parts > 0
+            out[box][inside] = parts[inside] + next_label - 1
+            next_label += int(parts.max())
+    return out
+
+
 def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=None, contour_threshold=None,
-                    seed_opening=None, min_score=None):
+                    seed_opening=None, min_score=None, seed_split=None):
     """Nucleus instances from a foreground probability map.
 
     Parameters
@@ -183,6 +232,9 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
         cut the thin bridges that join the seeds of touching nuclei.
     min_score : float, optional
         Instances whose mean `prob` is lower are dropped (:func:`remove_unsure`; default 0: none).
+    seed_split : float, optional
+        Watershed seeds are cut where their distance transform has maxima this many pixels
+        high (:func:`split_seeds`; default 0: never).
 
     Returns
     -------
@@ -194,6 +246,7 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
     contour_threshold = defaults["contour_threshold"] if contour_threshold is None else contour_threshold
     seed_opening = defaults["seed_opening"] if seed_opening is None else int(seed_opening)
     min_score = defaults["min_score"] if min_score is None else float(min_score)
+    seed_split = defaults["seed_split"] if seed_split is None else float(seed_split)
     mask = np.asarray(prob) > threshold
     if method == "cc":
         labels, _ = ndimage.label(mask)
@@ -205,8 +258,7 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
         seeds = mask & (np.asarray(contour) < contour_threshold)
         if seed_opening > 0:
             seeds = ndimage.binary_opening(seeds, iterations=seed_opening)
-        markers, _ = ndimage.label(seeds)
-        markers = remove_small(markers, max(1, min_size // 4))
+        markers = remove_small(split_seeds(seeds, seed_split), max(1, min_size // 4))
         surface = -(np.asarray(prob) * (1 - np.asarray(contour)))
     else:
         from skimage.feature import peak_local_max
@@ -256,7 +308,7 @@ def postprocess_proba(prob, postprocess, rule=None):
         Channel 0 nucleus probability, channel 1 (optional) contour probability.
     postprocess : dict
         ``threshold``, ``method``, ``min_size``, ``contour_threshold`` and optionally ``seed_opening``,
-        ``min_score`` (defaults: :data:`DEFAULT_POSTPROCESS`).
+        ``min_score``, ``seed_split`` (defaults: :data:`DEFAULT_POSTPROCESS`).
     rule : threshold rule or float, optional
         See :func:`find_threshold`; default "validation" (``postprocess["threshold"]``).
 
@@ -268,5 +320,5 @@ def postprocess_proba(prob, postprocess, rule=None):
     contour = prob[1] if prob.shape[0] > 1 else None
     labels = label_instances(prob[0], t, contour, postprocess["method"], postprocess["min_size"],
                              postprocess["contour_threshold"], postprocess.get("seed_opening"),
-                             postprocess.get("min_score"))
+                             postprocess.get("min_score"), postprocess.get("seed_split"))
     return dict(prob=prob, threshold=t, mask=prob[0] > t, labels=labels)

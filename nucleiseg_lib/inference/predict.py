@@ -161,14 +161,16 @@ def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progres
 
 
 def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, contour_thresholds=(0.3, 0.5),
-              progress=True, train_ids=None, seed_openings=(1, 2, 3), min_scores=(0.0, 0.6, 0.7, 0.8)):
+              progress=True, train_ids=None, seed_openings=(1, 2, 3), min_scores=(0.0, 0.6, 0.7, 0.8),
+              seed_splits=(0.0, 1.0)):
     """Choose threshold and instance method on the validation split; store them in the checkpoint.
 
     The choice (threshold, instance method and, for watershed, the contour threshold
-    that makes its seeds) maximises the mean DSB score over `val_ids`. A second, smaller
-    sweep then tries, at that choice, each opening of the watershed seeds (`seed_openings`)
-    and each minimum mean probability of an instance (`min_scores`); a pair is taken only
-    if it beats the first choice on validation. The result is written
+    that makes its seeds and whether seeds are split at their distance maxima, `seed_splits`:
+    see :func:`~nucleiseg_lib.inference.postprocess.split_seeds`) maximises the mean DSB score
+    over `val_ids`. A second, smaller sweep then tries, at that choice, each opening of the
+    watershed seeds (`seed_openings`) and each minimum mean probability of an instance
+    (`min_scores`); a pair is taken only if it beats the first choice on validation. The result is written
     into the checkpoint (atomically) as ``postprocess`` with both sweeps (``sweep``,
     ``refine``), so ``predict`` and ``evaluate`` use it by default.
 
@@ -196,9 +198,11 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
     plain = {k: DEFAULT_POSTPROCESS[k] for k in ("seed_opening", "min_score")}  # not what an earlier calibration chose
     sweep = []
     for method in methods:
-        # watershed seeds are the mask minus predicted contours: how sure must a contour be?
-        for ct in (contour_thresholds if method == "watershed" and has_contour else [None]):
-            extra = {} if ct is None else {"contour_threshold": float(ct)}
+        seeded = method == "watershed" and has_contour
+        # watershed seeds are the mask minus predicted contours: how sure must a contour be? split them further?
+        for ct, sp in ([(c, p) for c in contour_thresholds for p in seed_splits] if seeded else [(None, 0.0)]):
+            extra = dict(seed_split=float(sp)) if ct is None else dict(contour_threshold=float(ct),
+                                                                       seed_split=float(sp))
             for t in thresholds:
                 sweep.append(dict(method=method, threshold=float(t), **extra,
                                   dsb_score=mean_dsb(t, method=method, **extra, **plain)))

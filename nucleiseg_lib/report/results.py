@@ -107,6 +107,8 @@ def render_ablation(results_dir=None):
               f"{final['postprocess'].get('threshold')}, {final['postprocess'].get('method')}"
               + (f", seeds opened {final['postprocess'].get('seed_opening', 1)}x, objects of mean probability under "
                  f"{final['postprocess'].get('min_score', 0.0):g} dropped" if "min_score" in final["postprocess"] else "")
+              + (f", seeds split at distance maxima {final['postprocess']['seed_split']:g} px high"
+                 if final["postprocess"].get("seed_split") else "")
               + " (chosen on validation); "
               + ", ".join(f"{p} {sets[p]['n']} images ({', '.join(f'{n} {k}' for k, n in sets[p]['n_by_kind'].items() if n)}, "
                           f"all-background pixel accuracy {sets[p]['all_background_pixel_accuracy']:.3f})" for p in sets)
