@@ -31,20 +31,14 @@ def main():
     a = p.parse_args()
     from nucleiseg_lib.data import SampleCache
     from nucleiseg_lib.data.stats import nucleus_areas
-    from nucleiseg_lib.inference import Predictor, settings_only, summarize_rows
-    from nucleiseg_lib.metrics import evaluate_image, nucleus_outcomes
+    from nucleiseg_lib.inference import Predictor, evaluate_predictions, settings_only, summarize_rows
     pred = Predictor(REPO / "runs" / a.name / "best.pt")
     split = pred.state["split"]
     ids, groups = sorted(split.get(a.split) or []), split.get("groups") or {}
     if not ids:
         sys.exit(f"runs/{a.name}/best.pt has no {a.split} images")
     samples = SampleCache(a.data, ids=ids, progress=False).load_all()
-    rows = []
-    for sid in ids:  # evaluate_predictions' rows, plus what happened to each true nucleus
-        image, true = samples[sid]
-        seg = pred.postprocess_proba(pred.predict_proba(np.asarray(image, np.float32)))
-        rows.append(dict(id=sid, **evaluate_image(seg["mask"], true > 0, seg["labels"], true),
-                         **nucleus_outcomes(true, seg["labels"])))
+    rows = evaluate_predictions(pred, samples, ids, progress=False, outcomes=True)
     by = {}
     for r in rows:
         by.setdefault(groups.get(r["id"], "?"), []).append(r)

@@ -69,7 +69,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         # two epochs, the second timed: the first also pays for CUDA's start and cuDNN's autotuning
         probe = Trainer(Path(tmp) / "probe", probe_cfg, **quiet).fit(make_model(probe_cfg), data)[-1]["seconds"]
-    epochs = epochs_for(a.minutes, probe) if a.minutes else get_recipe(a.recipe).epochs
+    epochs = epochs_for(a.minutes, probe) if a.minutes else get_recipe(a.recipe, **settings).epochs
     cfg = get_recipe(a.recipe, **{**settings, "epochs": epochs})
     run = REPO / "runs" / a.name
     if run.exists():

@@ -120,7 +120,11 @@ def iou_matrix(true_labels, pred_labels):
         ``out[i, j]`` is the IoU of the i-th true and j-th predicted object,
         objects ordered by increasing id.
     """
-    joint = _joint(true_labels, pred_labels)
+    return _ious(_joint(true_labels, pred_labels))
+
+
+def _ious(joint):
+    """The IoU matrix (n_true, n_pred) of a :func:`_joint` count table."""
     area_true, area_pred = joint.sum(axis=1)[1:], joint.sum(axis=0)[1:]
     inter = joint[1:, 1:].astype(float)
     union = area_true[:, None] + area_pred[None, :] - inter
@@ -170,8 +174,7 @@ def nucleus_outcomes(true_labels, pred_labels):
     area_true, area_pred = joint.sum(axis=1)[1:], joint.sum(axis=0)[1:]
     out = dict(matched=0, missed=0, merged=0, other=0, spurious=0)
     if inter.size:
-        iou = inter / np.maximum(area_true[:, None] + area_pred[None, :] - inter, 1)
-        matched = (iou > 0.5).any(axis=1)
+        matched = (_ious(joint) > 0.5).any(axis=1)
         missed = ~matched & (2 * inter.sum(axis=1) < area_true)
         holds = 2 * inter > area_true[:, None]          # over half of true i lies in predicted j
         merged = ~matched & ~missed & (holds & (holds.sum(axis=0) >= 2)[None, :]).any(axis=1)
@@ -179,7 +182,7 @@ def nucleus_outcomes(true_labels, pred_labels):
                    other=int((~matched & ~missed & ~merged).sum()))
     else:
         out["missed"] = len(area_true)
-    out["spurious"] = int((2 * joint[1:, 1:].sum(axis=0) < area_pred).sum()) if len(area_pred) else 0
+    out["spurious"] = int((2 * inter.sum(axis=0) < area_pred).sum()) if len(area_pred) else 0
     return out
 
 

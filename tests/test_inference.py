@@ -242,3 +242,14 @@ def test_calibrate_chooses_the_seed_split_on_validation(tmp_path, checkpoint, ti
     assert all(r["seed_split"] == 0.0 for r in chosen["sweep"] if r["method"] == "cc")
     best = max(chosen["sweep"], key=lambda r: r["dsb_score"])
     assert chosen["seed_split"] == best["seed_split"] and Predictor(ck).postprocess["seed_split"] == best["seed_split"]
+
+
+def test_evaluate_predictions_can_say_what_happened_to_each_nucleus(checkpoint, tiny_data):  # noqa: F811
+    from nucleiseg_lib.inference import evaluate_predictions
+    _, samples, _, val = tiny_data
+    plain = evaluate_predictions(Predictor(checkpoint), samples, val, progress=False)
+    rows = evaluate_predictions(Predictor(checkpoint), samples, val, progress=False, outcomes=True)
+    assert "merged" not in plain[0]
+    for p, r in zip(plain, rows):
+        assert {k: r[k] for k in p} == p                      # the same metrics, plus the outcomes
+        assert r["matched"] + r["missed"] + r["merged"] + r["other"] == r["n_true"]

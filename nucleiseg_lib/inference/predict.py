@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from ..data.stats import nucleus_areas
 from ..data.transforms import normalize_image
 from ..device import autocast_for, pick_device
-from ..metrics import dsb_score, evaluate_image, summarize
+from ..metrics import dsb_score, evaluate_image, nucleus_outcomes, summarize
 from ..model import fuse_batch_norm
 from ..progress import progress_bar
 from ..training.checkpoint import build_model, load_checkpoint, save_checkpoint
@@ -133,7 +133,8 @@ class Predictor:
         return postprocess_proba(prob, {**self.postprocess, **overrides}, rule)
 
 
-def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progress=True, **overrides):
+def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progress=True, outcomes=False,
+                         **overrides):
     """Per-image metrics of a predictor on labelled samples.
 
     Parameters
@@ -144,11 +145,13 @@ def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progres
     probs : dict id -> ndarray (C, H, W), optional
         Reuse probability maps already computed.
     rule : threshold rule, optional
+    outcomes : bool
+        Add what happened to each true nucleus (:func:`nucleiseg_lib.metrics.nucleus_outcomes`).
 
     Returns
     -------
     per_image : list of dict
-        :func:`nucleiseg_lib.metrics.evaluate_image` plus ``id`` and ``threshold``.
+        :func:`nucleiseg_lib.metrics.evaluate_image` plus ``id`` and ``threshold`` (and the outcome counts).
     """
     rows = []
     for sid in progress_bar(ids, progress, desc="evaluating"):
@@ -156,6 +159,8 @@ def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progres
         prob = probs[sid] if probs is not None else predictor.predict_proba(np.asarray(image, np.float32))
         seg = predictor.postprocess_proba(prob, rule, **overrides)
         row = evaluate_image(seg["mask"], true > 0, seg["labels"], true)
+        if outcomes:
+            row.update(nucleus_outcomes(true, seg["labels"]))
         rows.append(dict(id=sid, threshold=seg["threshold"], **row))
     return rows
 
