@@ -218,6 +218,27 @@ def test_split_seeds_cuts_a_dumbbell_and_keeps_single_nuclei_whole():
     assert split_seeds(np.zeros((5, 5), bool), 1.0).max() == 0
 
 
+def test_split_seeds_asks_for_h_maxima_only_where_there_can_be_two():
+    """The fast count bounds the h-maxima regions from above on ragged, touching, random blobs."""
+    from scipy import ndimage
+    from skimage.morphology import h_maxima
+    from nucleiseg_lib.inference.postprocess import _maxima_regions
+    rng = np.random.default_rng(0)
+    checked = several = 0
+    for _ in range(60):
+        centres = rng.uniform(0, 60, size=(rng.integers(2, 9), 2))
+        blobs = _discs(centres, rng.uniform(2.5, 9), shape=(60, 60)) & (rng.random((60, 60)) > 0.03)
+        comps, n = ndimage.label(blobs)
+        for i in range(1, n + 1):
+            own = np.pad(comps == i, 2)
+            smooth = ndimage.gaussian_filter(ndimage.distance_transform_edt(own), 1.0)
+            for h in (0.5, 1.0):
+                k = ndimage.label(h_maxima(smooth, h).astype(bool) & own)[1]
+                assert _maxima_regions(smooth, own, h) >= k
+                checked, several = checked + 1, several + (k > 1)
+    assert checked > 300 and several > 10
+
+
 def test_label_instances_seed_split_separates_touching_nuclei_without_a_contour():
     prob = _discs([(15, 15), (15, 32)], 10).astype(float)
     contour = np.zeros_like(prob)                            # the model saw no contour between them

@@ -159,6 +159,19 @@ def remove_unsure(labels, prob, min_score):
     return _keep_instances(labels, sums >= min_score * np.maximum(counts, 1))
 
 
+def _maxima_regions(smooth, own, h):
+    """An upper bound of the number of h-maxima in `own` (:func:`skimage.morphology.h_maxima`), found fast.
+
+    Every 4-connected region of h-maxima in `own` holds a pixel as high as its 8 neighbours, and, unless it
+    is the highest, that pixel stands at least `h` above the lowest value of `smooth`. So :func:`split_seeds`
+    asks for h-maxima (a grey reconstruction, the slow step) only where this counts 2 or more such regions.
+    """
+    top = ndimage.maximum_filter(smooth, size=3)
+    tol = 4 * np.finfo(smooth.dtype).resolution * np.abs(top)
+    high = smooth >= min(smooth.min() + h, smooth.max()) - tol
+    return ndimage.label((smooth >= top - tol) & high & own)[1]
+
+
 def split_seeds(seeds, h, sigma=1.0):
     """Label watershed seeds, cutting a seed in two where its distance transform has two maxima.
 
@@ -188,15 +201,18 @@ def split_seeds(seeds, h, sigma=1.0):
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
     out, next_label = np.zeros_like(comps), 1
+    areas = np.bincount(comps.ravel())
     for i, box in enumerate(ndimage.find_objects(comps), start=1):
-        own = np.pad(comps[box] == i, 2)
+        own = np.zeros((box[0].stop - box[0].start + 4, box[1].stop - box[1].start + 4), bool)
+        own[2:-2, 2:-2] = comps[box] == i
         dist = ndimage.distance_transform_edt(own)
         parts = None
-        if own.sum() > 1.2 * np.pi * dist.max() ** 2:
+        if areas[i] > 1.2 * np.pi * dist.max() ** 2:
             smooth = ndimage.gaussian_filter(dist, sigma) if sigma else dist
-            peaks, k = ndimage.label(h_maxima(smooth, h).astype(bool) & own)
-            if k > 1:
-                parts = watershed(-smooth, peaks, mask=own)[2:-2, 2:-2]
+            if _maxima_regions(smooth, own, h) > 1:
+                peaks, k = ndimage.label(h_maxima(smooth, h).astype(bool) & own)
+                if k > 1:
+                    parts = watershed(-smooth, peaks, mask=own)[2:-2, 2:-2]
         if parts is None:
             out[box][own[2:-2, 2:-2]] = next_label
             next_label += 1
