@@ -25,7 +25,7 @@ OUTCOMES = ("matched", "missed", "merged", "other")  # nucleiseg_lib.metrics.nuc
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--name", default="cpu-b8-paste", help="the run folder runs/<name>")
+    p.add_argument("--name", default="cpu-split", help="the run folder runs/<name>")
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--split", default="test", choices=("val", "test"))
     a = p.parse_args()

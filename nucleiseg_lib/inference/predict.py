@@ -167,7 +167,7 @@ def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progres
 
 def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, contour_thresholds=(0.3, 0.5),
               progress=True, train_ids=None, seed_openings=(1, 2, 3), min_scores=(0.0, 0.6, 0.7, 0.8),
-              seed_splits=(0.0, 0.5, 1.0)):
+              seed_splits=(0.0, 1.0)):
     """Choose threshold and instance method on the validation split; store them in the checkpoint.
 
     The choice (threshold, instance method and, for watershed, the contour threshold

@@ -3,9 +3,9 @@
 =========  =====================================================================
 smoke      CI: a tiny U-Net for a few epochs on a few images; minutes on 2 cores
 original   the original project: base 32, 256x256 resize, BCE, no augmentation
-cpu        a laptop or this 2-core machine: a thin U-Net (base 8), native-resolution crops, augmentation
-           with nuclei copy-pasted, a contour channel 1-3 px wide by nucleus area + watershed, BCE + Dice;
-           10 epochs, about 13 minutes here (benchmarks/results/cpu-b8-paste_train.json)
+cpu        a laptop or this 2-core machine: native-resolution crops, augmentation with nuclei
+           copy-pasted, a contour channel 1-3 px wide by nucleus area + watershed, BCE + Dice;
+           7 epochs, about 20 minutes here (benchmarks/results/cpu-paste-e7_train.json)
 gpu        the original architecture at base 64 with the same ideas, for a GPU; 32 epochs, 1.1 minutes of training
            on an H200 (benchmarks/results/gpu-check-e32_gpu_check.json)
 =========  =====================================================================
@@ -97,8 +97,8 @@ RECIPES = {
                          size=128, batch_size=4, epochs=4, lr=2e-3, loss="bce+dice", augment=True,
                          max_images=32, repeats=2, scale=(0.7, 1.4), split="experiments"),
     "original": TrainConfig(recipe="original", base=32, mode="resize", size=256, batch_size=4, epochs=14, lr=1e-4),
-    "cpu": TrainConfig(recipe="cpu", base=8, batch_norm=True, targets=("mask", "contour"), contour_width="area",
-                       mode="crop", size=256, batch_size=4, epochs=10, lr=1e-3, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
+    "cpu": TrainConfig(recipe="cpu", base=16, batch_norm=True, targets=("mask", "contour"), contour_width="area",
+                       mode="crop", size=256, batch_size=4, epochs=7, lr=1e-3, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
                        augment=True, paste=8, amp="auto", split="experiments"),
     "gpu": TrainConfig(recipe="gpu", base=64, batch_norm=False, targets=("mask", "contour"), contour_width="area",
                        mode="crop", size=256, batch_size=8, epochs=32, lr=3e-4, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
