@@ -32,17 +32,12 @@ def _commit():
 
 
 def _markdown(card):
+    from nucleiseg_lib.inference import describe_postprocess
     lines = [f"# nucleiseg course model (`{card['file']}`)", "",
              f"The `{card['recipe']}` recipe of nucleiseg_lib (U-Net base {card['model_config'].get('base')}, "
              f"{card['model_config'].get('out_channels')} output channels), trained on DSB2018 stage1_train; "
              f"weights only, float16, {card['size_bytes'] / 2 ** 20:.1f} MiB. Post-processing chosen on the "
-             f"validation split: threshold {card['postprocess'].get('threshold')}, "
-             f"{card['postprocess'].get('method')}"
-             + (f", seeds opened {card['postprocess']['seed_opening']}x, objects of mean probability under "
-                f"{card['postprocess']['min_score']:g} dropped" if "min_score" in card["postprocess"] else "")
-             + (f", seeds split at distance maxima {card['postprocess']['seed_split']:g} px high"
-                if card["postprocess"].get("seed_split") else "")
-             + ".", "",
+             f"validation split: {describe_postprocess(card['postprocess'])}.", "",
              "| | value |", "|---|---|",
              f"| reproduce | `{card['command']}` |",
              f"| data | {card['data_images']} images, hash `{card['data_hash']}` (`nucleiseg_lib.data.data_hash`) |",

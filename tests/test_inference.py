@@ -274,3 +274,13 @@ def test_evaluate_predictions_can_say_what_happened_to_each_nucleus(checkpoint, 
     for p, r in zip(plain, rows):
         assert {k: r[k] for k in p} == p                      # the same metrics, plus the outcomes
         assert r["matched"] + r["missed"] + r["merged"] + r["other"] == r["n_true"]
+
+
+def test_describe_postprocess_names_only_what_was_chosen():
+    from nucleiseg_lib.inference import describe_postprocess
+    assert describe_postprocess(dict(threshold=0.5, method="cc")) == "threshold 0.5, cc"
+    assert describe_postprocess(dict(threshold=0.4, method="watershed", seed_opening=2, min_score=0.7,
+                                     seed_split=1.0)) == ("threshold 0.4, watershed, seeds opened 2x, objects of mean "
+                                                          "probability under 0.7 dropped, seeds split at distance "
+                                                          "maxima 1 px high")
+    assert "split" not in describe_postprocess(dict(threshold=0.4, method="watershed", seed_split=0.0))

@@ -49,6 +49,30 @@ def settings_only(postprocess):
     return {k: v for k, v in (postprocess or {}).items() if k not in SWEEP_KEYS}
 
 
+def describe_postprocess(postprocess):
+    """The chosen post-processing in words, for the ablation table and the model card.
+
+    Parameters
+    ----------
+    postprocess : dict
+        ``threshold`` and ``method``; ``seed_opening`` and ``min_score`` (described when ``min_score`` is stored),
+        ``seed_split`` (described when not 0).
+
+    Returns
+    -------
+    str
+        E.g. "threshold 0.4, watershed, seeds opened 1x, objects of mean probability under 0.7 dropped".
+    """
+    pp = postprocess
+    words = f"threshold {pp.get('threshold')}, {pp.get('method')}"
+    if "min_score" in pp:
+        words += (f", seeds opened {pp.get('seed_opening', 1)}x, objects of mean probability under "
+                  f"{pp['min_score']:g} dropped")
+    if pp.get("seed_split"):
+        words += f", seeds split at distance maxima {pp['seed_split']:g} px high"
+    return words
+
+
 def otsu_threshold(prob, bins=256):
     """Otsu's threshold of a probability map (:func:`skimage.filters.threshold_otsu`).
 

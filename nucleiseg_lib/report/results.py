@@ -82,6 +82,7 @@ def render_ablation(results_dir=None):
     str
         Markdown; a one-line note when there are no results.
     """
+    from ..inference.postprocess import describe_postprocess
     results = load_results(results_dir)
     if not results:
         return "(no benchmark results yet: run `python benchmarks/recipes.py`)"
@@ -103,13 +104,8 @@ def render_ablation(results_dir=None):
                      + f" | {_cell(val)} | {_cell(test)} | {_cell(test, 'fluorescence')} | {_cell(test, 'stained')} "
                      f"| {_cell(val, 'brightfield')} |")
     sets = final["sets"]
-    lines += ["", f"Post-processing of the final recipe (`{final['name']}`): threshold "
-              f"{final['postprocess'].get('threshold')}, {final['postprocess'].get('method')}"
-              + (f", seeds opened {final['postprocess'].get('seed_opening', 1)}x, objects of mean probability under "
-                 f"{final['postprocess'].get('min_score', 0.0):g} dropped" if "min_score" in final["postprocess"] else "")
-              + (f", seeds split at distance maxima {final['postprocess']['seed_split']:g} px high"
-                 if final["postprocess"].get("seed_split") else "")
-              + " (chosen on validation); "
+    lines += ["", f"Post-processing of the final recipe (`{final['name']}`): "
+              f"{describe_postprocess(final['postprocess'])} (chosen on validation); "
               + ", ".join(f"{p} {sets[p]['n']} images ({', '.join(f'{n} {k}' for k, n in sets[p]['n_by_kind'].items() if n)}, "
                           f"all-background pixel accuracy {sets[p]['all_background_pixel_accuracy']:.3f})" for p in sets)
               + (f"; test experiments: {', '.join(final['test_groups'])}" if final.get("test_groups") else "")
