@@ -243,3 +243,58 @@ def test_config_check_names_a_bad_setting():
             with pytest.raises(ValueError, match=f"{key}={bad!r} is not a whole number"):
                 get_recipe("cpu", **{key: bad}).check()
     assert get_recipe("cpu", paste=8).check().paste == 8
+
+
+def test_weight_average_follows_the_formula_and_copies_counters():
+    from nucleiseg_lib.training.average import WeightAverage
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+    average = WeightAverage(model, 0.9)
+    with torch.no_grad():
+        model[0].weight.fill_(3.0)
+    model[1].num_batches_tracked.fill_(5)
+    average.update(model)                      # warm-up: d = min(0.9, 2/11)
+    d = 2 / 11
+    assert torch.allclose(average.model[0].weight, torch.full((1, 2), d * 1 + (1 - d) * 3))
+    assert int(average.model[1].num_batches_tracked) == 5
+    for _ in range(200):
+        average.update(model)
+    assert average.decay == 0.9 and average.updates == 201
+    assert torch.allclose(average.model[0].weight, torch.full((1, 2), 3.0))
+    assert not any(p.requires_grad for p in average.model.parameters())
+    again = WeightAverage(model, 0.9)
+    again.load_state_dict(average.state_dict())
+    assert again.updates == 201 and torch.equal(again.model[0].weight, average.model[0].weight)
+    with pytest.raises(ValueError, match="decay=1.0"):
+        WeightAverage(model, 1.0)
+    with pytest.raises(ValueError, match="ema=1"):
+        get_recipe("cpu", ema=1).check()
+
+
+def test_averaged_run_keeps_the_average_as_best_and_resumes_exactly(tmp_path, tiny_data):
+    _, samples, train, val = tiny_data
+    quiet = dict(device="cpu", progress=False, log=lambda *a, **k: None)
+    cfg = tiny_config(epochs=3, ema=0.9)
+    straight = Trainer(tmp_path / "straight", cfg, **quiet).fit(make_model(cfg), TrainData(samples, train, val))
+    Trainer(tmp_path / "resumed", tiny_config(epochs=1, ema=0.9), **quiet).fit(make_model(cfg),
+                                                                               TrainData(samples, train, val))
+    resumed = Trainer(tmp_path / "resumed", cfg, **quiet).fit(make_model(cfg), TrainData(samples, train, val))
+    assert strip_time(resumed) == strip_time(straight)
+    for name in ("last.pt", "best.pt"):
+        assert_same_weights(tmp_path / "straight" / name, tmp_path / "resumed" / name)
+    last = load_checkpoint(tmp_path / "straight" / "last.pt")
+    assert last["average"]["updates"] > 0
+    assert any(not torch.equal(last["model"][k], v) for k, v in last["average"]["model"].items())
+    # best.pt holds the averaged weights, not the raw ones (without validation images every epoch is the best)
+    Trainer(tmp_path / "noval", tiny_config(epochs=2, ema=0.9), **quiet).fit(make_model(cfg),
+                                                                             TrainData(samples, train, []))
+    last, best = (load_checkpoint(tmp_path / "noval" / name) for name in ("last.pt", "best.pt"))
+    assert best["epoch"] == 2 and best["model"].keys() == last["average"]["model"].keys()
+    for k, v in last["average"]["model"].items():
+        assert torch.equal(best["model"][k], v), k
+    # a run folder trained without the average cannot be continued with it
+    fit(tmp_path / "plain", tiny_data, 1)
+    with pytest.raises(CheckpointError, match="no weight average"):
+        Trainer(tmp_path / "plain", tiny_config(epochs=2, ema=0.9), **quiet).fit(make_model(cfg),
+                                                                                TrainData(samples, train, val))

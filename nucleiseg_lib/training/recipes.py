@@ -49,6 +49,7 @@ class TrainConfig:
     num_workers: int = -1         # -1 = pick for this machine
     amp: str = "auto"             # "auto" (fp16 on CUDA, bf16 on a CPU that has it natively), "bf16", "fp16", "off"
     channels_last: bool = False   # NHWC memory format (1.5x faster bf16 steps on this CPU: benchmarks/speed.py)
+    ema: float = 0.0              # decay of a running average of the weights, kept and shipped (training.average); 0: off
     extra: dict = field(default_factory=dict)
 
     def check(self):
@@ -66,6 +67,8 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(allowed)}")
+        if not isinstance(self.ema, (int, float)) or isinstance(self.ema, bool) or not 0 <= self.ema < 1:
+            raise ValueError(f"ema={self.ema!r} is not a number in [0, 1)")
         for name in ("paste", "touch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

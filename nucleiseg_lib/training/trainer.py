@@ -21,6 +21,7 @@ from ..device import autocast_for, pick_device, resolve_amp  # noqa: F401  (pick
 from ..errors import CheckpointError
 from ..metrics import iou as iou_metric
 from ..progress import progress_bar
+from .average import WeightAverage
 from .checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, save_json, set_rng_state
 from .losses import segmentation_loss
 
@@ -104,9 +105,10 @@ class Trainer:
         use_scaler = dev.type == "cuda" and resolve_amp(dev, cfg.amp) == torch.float16
         scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
         history, start = [], 0
+        average = WeightAverage(model, cfg.ema) if cfg.ema else None
         if self.last.exists():
             state = load_checkpoint(self.last, map_location=dev)
-            model = restore_state(self.last, state, model, opt, scaler)
+            model = restore_state(self.last, state, model, opt, scaler, average)
             history, start = state["history"], state["epoch"]
             self.log(f"resuming {self.last} after epoch {start} of {cfg.epochs}")
         if start >= cfg.epochs:
@@ -126,24 +128,26 @@ class Trainer:
             for g in opt.param_groups:
                 g["lr"] = _lr_at(cfg, epoch)
             self.log(f"epoch {epoch + 1}/{cfg.epochs}", flush=True)
-            train_loss = self._train_epoch(model, opt, scaler, train_ds, epoch, workers, weights)
-            val_loss, val_iou = self.validate(model, val_ds)
+            train_loss = self._train_epoch(model, opt, scaler, train_ds, epoch, workers, weights, average)
+            kept = average.model if average else model   # what is validated, kept as best.pt and shipped
+            val_loss, val_iou = self.validate(kept, val_ds)
             history.append(dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val_loss, val_iou=val_iou,
                                 lr=opt.param_groups[0]["lr"], seconds=round(time.time() - t0, 2)))
             state = dict(kind="resume", model=model.state_dict(), optimizer=opt.state_dict(),
                          scaler=scaler.state_dict(), epoch=epoch + 1, history=history, config=cfg.to_dict(),
                          model_config=model.config, rng=rng_state(), split=split, data=dict(data.info),
-                         postprocess=None)
+                         postprocess=None, **(dict(average=average.state_dict()) if average else {}))
             save_checkpoint(state, self.last)
             best_so_far = max((h["val_iou"] for h in history[:-1] if h["val_iou"] is not None), default=-1)
             if not self.best.exists() or (val_iou is not None and val_iou > best_so_far) or not val_ids:
-                save_checkpoint(model_state(state), self.best)  # no optimizer: what 05, 06, predict read
+                # no optimizer: what 05, 06, predict read (the averaged weights, when the recipe averages)
+                save_checkpoint(model_state({**state, "model": kept.state_dict()}), self.best)
             save_json(history, self.run_dir / "history.json")
             self.log(f"  train_loss {train_loss:.4f}  val_loss {_fmt(val_loss)}  val_iou {_fmt(val_iou)}  "
                      f"({history[-1]['seconds']:.1f} s)", flush=True)
         return history
 
-    def _train_epoch(self, model, opt, scaler, ds, epoch, workers, weights=None):
+    def _train_epoch(self, model, opt, scaler, ds, epoch, workers, weights=None, average=None):
         cfg, dev = self.cfg, self.device
         ds.set_epoch(epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -160,6 +164,8 @@ class Trainer:
         for x, y in loader:
             x = x.to(dev, non_blocking=True).contiguous(memory_format=self.memory_format)
             loss = self.train_step(model, opt, x, y.to(dev, non_blocking=True), scaler)
+            if average is not None:
+                average.update(model)
             total, n = total + loss.item(), n + 1
             bar.set_postfix(loss=f"{total / n:.4f}", refresh=False)
             bar.update(1)
@@ -254,8 +260,8 @@ def check_model(model, cfg):
                          f"(targets {list(cfg.targets)}); build it with make_model(config)")
 
 
-def restore_state(path, state, model, opt, scaler):
-    """Load a resume checkpoint's weights, optimizer, scaler and RNG states; errors name `path`."""
+def restore_state(path, state, model, opt, scaler, average=None):
+    """Load a resume checkpoint's weights, optimizer, scaler, weight average and RNG states; errors name `path`."""
     try:
         if state["model_config"] != model.config:
             raise CheckpointError(path, f"was trained as U-Net {state['model_config']}, but this run asks "
@@ -263,6 +269,11 @@ def restore_state(path, state, model, opt, scaler):
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state.get("scaler", {}))
+        if average is not None:
+            if "average" not in state:
+                raise CheckpointError(path, "holds no weight average, but this run's config averages the weights "
+                                            "(ema); use another run folder")
+            average.load_state_dict(state["average"])
     except (KeyError, RuntimeError, ValueError) as exc:
         if isinstance(exc, CheckpointError):
             raise
