@@ -4,8 +4,8 @@
 smoke      CI: a tiny U-Net for a few epochs on a few images; minutes on 2 cores
 original   the original project: base 32, 256x256 resize, BCE, no augmentation
 cpu        a laptop or this 2-core machine: native-resolution crops, augmentation with nuclei
-           copy-pasted, a contour channel 1-3 px wide by nucleus area + watershed, BCE + Dice;
-           7 epochs, about 20 minutes here (benchmarks/results/cpu-paste-e7_train.json)
+           copy-pasted, a contour channel 1-3 px wide by nucleus area + watershed, BCE + Dice, a running
+           average of the weights kept; 7 epochs, about 19 minutes here (benchmarks/results/cpu-ema_train.json)
 gpu        the original architecture at base 64 with the same ideas, for a GPU; 32 epochs, 1.1 minutes of training
            on an H200 (benchmarks/results/gpu-check-e32_gpu_check.json)
 =========  =====================================================================
@@ -102,7 +102,7 @@ RECIPES = {
     "original": TrainConfig(recipe="original", base=32, mode="resize", size=256, batch_size=4, epochs=14, lr=1e-4),
     "cpu": TrainConfig(recipe="cpu", base=16, batch_norm=True, targets=("mask", "contour"), contour_width="area",
                        mode="crop", size=256, batch_size=4, epochs=7, lr=1e-3, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
-                       augment=True, paste=8, amp="auto", split="experiments"),
+                       augment=True, paste=8, amp="auto", split="experiments", ema=0.995),
     "gpu": TrainConfig(recipe="gpu", base=64, batch_norm=False, targets=("mask", "contour"), contour_width="area",
                        mode="crop", size=256, batch_size=8, epochs=32, lr=3e-4, lr_schedule="cosine", weight_decay=1e-5, loss="bce+dice",
                        augment=True, paste=8, channels_last=True, split="experiments"),
