@@ -84,7 +84,10 @@ class Trainer:
             E.g. ``make_model(config)``; trained in place (moved to the trainer's
             device). Its inputs and outputs must fit the config (``in_channels``,
             one output per target). When the run folder holds a ``last.pt``, its
-            weights replace the model's, so that training continues exactly.
+            weights replace the model's, so that training continues exactly. With
+            ``config.ema`` the model keeps the raw weights; their running average
+            (:class:`~nucleiseg_lib.training.average.WeightAverage`) is what is
+            validated and written to ``best.pt``.
         data : TrainData
             The samples and their train / validation / test split; the test
             images are only stored in the checkpoint, never looked at.
