@@ -81,21 +81,24 @@ def variants(pp, everything=True):
 
     With ``everything=False`` only the validation-chosen post-processing (an ablation step's row).
     """
+    names = {"cc": "validation-chosen threshold, connected components",
+             "watershed": "validation-chosen threshold, watershed on contours",
+             "distance": "validation-chosen threshold, watershed from the predicted distance"}
     if not everything:
         method = pp.get("method", "cc")
-        name = ("validation-chosen threshold, watershed on contours" if method == "watershed"
-                else "validation-chosen threshold, connected components")
-        return [(name, None, dict(method=method), {})]
+        return [(names[method], None, dict(method=method), {})]
     rows = [("max/10 threshold, connected components (original)", "relative", dict(method="cc", min_score=0.0), {}),
             ("validation-chosen threshold, connected components", None, dict(method="cc"), {})]
-    if pp.get("method") == "watershed" or pp.get("sweep"):
-        rows.append(("validation-chosen threshold, watershed on contours", None, dict(method="watershed"), {}))
+    if pp.get("method") in ("watershed", "distance") or pp.get("sweep"):
+        rows.append((names["watershed"], None, dict(method="watershed"), {}))
+    if pp.get("method") == "distance":
+        rows.append((names["distance"], None, dict(method="distance"), {}))
     if pp.get("seed_split", 0.0):
         rows.append(("validation-chosen post-processing without the seed split", None, dict(seed_split=0.0), {}))
     if pp.get("seed_opening", 1) != 1 or pp.get("min_score", 0.0):
         method = pp.get("method", "cc")
-        rows.append((f"validation-chosen threshold, {'watershed' if method == 'watershed' else 'connected components'}"
-                     ", without the seed opening and faint-object choice", None,
+        short = {"cc": "connected components", "watershed": "watershed", "distance": "distance watershed"}[method]
+        rows.append((f"validation-chosen threshold, {short}, without the seed opening and faint-object choice", None,
                      dict(method=method, seed_opening=1, min_score=0.0), {}))
     rows.append(("chosen post-processing + flip TTA", None, {}, dict(tta=True)))
     if pp.get("train_median_area"):

@@ -284,3 +284,40 @@ def test_describe_postprocess_names_only_what_was_chosen():
                                                           "probability under 0.7 dropped, seeds split at distance "
                                                           "maxima 1 px high")
     assert "split" not in describe_postprocess(dict(threshold=0.4, method="watershed", seed_split=0.0))
+
+
+def test_distance_watershed_splits_touching_nuclei_from_the_distance_map():
+    from nucleiseg_lib.data.transforms import instance_distance
+    truth = two_touching_discs()
+    prob = (truth > 0).astype(float)
+    dist = instance_distance(truth)
+    assert label_instances(prob, 0.5, method="cc").max() == 1
+    two = label_instances(prob, 0.5, method="distance", distance=dist, distance_threshold=0.5)
+    assert two.max() == 2 and ((two > 0) == (truth > 0)).all()
+    assert len({(two[truth == i]).min() for i in (1, 2)}) == 2 and all(
+        len(np.unique(two[truth == i])) == 1 for i in (1, 2))             # each disc is one whole instance
+    zero = np.zeros_like(prob)                                             # no contour, as a 3-channel model gives
+    seg = postprocess_proba(np.stack([prob, zero, dist]), dict(DEFAULT_POSTPROCESS, method="distance"))
+    np.testing.assert_array_equal(seg["labels"], two)
+    with pytest.raises(ValueError, match="needs a distance map"):
+        label_instances(prob, 0.5, method="distance")
+    with pytest.raises(ValueError, match="unknown instance method 'peaks'"):
+        label_instances(prob, 0.5, method="peaks")
+
+
+def test_calibrate_offers_the_distance_watershed_to_a_model_with_a_distance_channel(tmp_path, tiny_data):  # noqa: F811
+    from nucleiseg_lib.inference import calibrate
+    from nucleiseg_lib.training import TrainData, Trainer, make_model
+    from test_training import tiny_config
+    _, samples, train, val = tiny_data
+    cfg = tiny_config(epochs=1, targets=("mask", "contour", "distance"))
+    Trainer(tmp_path / "run", cfg, device="cpu", progress=False, log=lambda *a, **k: None).fit(
+        make_model(cfg), TrainData(samples, train, val))
+    ck = tmp_path / "run" / "best.pt"
+    assert Predictor(ck).predict_proba(samples[val[0]][0]).shape[0] == 3
+    chosen = calibrate(ck, samples, val, thresholds=[0.4, 0.5], progress=False, seed_openings=(1,), min_scores=(0.0,),
+                       seed_splits=(0.0,), distance_thresholds=(0.4, 0.6))
+    dist = [r for r in chosen["sweep"] if r["method"] == "distance"]
+    assert sorted({r["distance_threshold"] for r in dist}) == [0.4, 0.6] and len(dist) == 2 * 2
+    best = max(chosen["sweep"], key=lambda r: r["dsb_score"])
+    assert chosen["method"] == best["method"] and Predictor(ck).postprocess["method"] == best["method"]

@@ -269,3 +269,31 @@ def test_touching_band_marks_only_where_nuclei_meet():
     edge = np.zeros((6, 6), np.int32)
     edge[0:3, 0:3] = 5                                   # a lone nucleus in the image's corner
     assert not touching_band(edge, 2).any()
+
+
+def test_instance_distance_is_one_at_each_centre_and_ignores_the_image_border():
+    from nucleiseg_lib.data.transforms import instance_distance
+    labels = np.zeros((7, 12), np.int32)
+    labels[1:6, 1:6] = 1                                 # two 5x5 squares that touch along columns 5 | 6
+    labels[1:6, 6:11] = 2
+    labels[0:3, 11] = 3                                  # a sliver cut by the image's top and right border
+    d = instance_distance(labels)
+    assert d.dtype == np.float32 and (d[labels == 0] == 0).all()
+    assert d[3, 3] == 1 and d[3, 8] == 1                 # the centres
+    np.testing.assert_allclose(d[3, 1:6], [1 / 3, 2 / 3, 1, 2 / 3, 1 / 3], rtol=1e-6)
+    assert d[3, 5] == d[3, 6] == pytest.approx(1 / 3)    # low where the two meet: seeds above 0.5 stay apart
+    assert (d[0:3, 11] == 1).all()                       # its only edge is its left neighbour
+    y = make_target(labels, ("mask", "contour", "distance"), 1)
+    assert y.shape == (3, 7, 12) and y.dtype == np.float32
+    np.testing.assert_array_equal(y[2], d)
+    assert not instance_distance(np.zeros((4, 4), np.int32)).any()
+    with pytest.raises(ValueError, match="unknown target 'centre'"):
+        make_target(labels, ("mask", "centre"))
+
+
+def test_config_accepts_only_the_target_orders_post_processing_reads():
+    from nucleiseg_lib.training import get_recipe
+    assert get_recipe("cpu", targets=("mask", "contour", "distance")).check().targets[2] == "distance"
+    for bad in (("mask", "distance"), ("contour", "mask"), ("mask", "centre")):
+        with pytest.raises(ValueError, match="targets="):
+            get_recipe("cpu", targets=bad).check()

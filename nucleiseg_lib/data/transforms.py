@@ -158,6 +158,9 @@ def augment_intensity(x, rng):
 #: border widths of the 2018 winners' code, 1/2/3 px by area).
 AREA_WIDTHS = ((150, 1), (600, 2), (np.inf, 3))
 CONTOUR_WIDTHS = (1, 2, 3, "area")
+#: The target channels a model may learn, in this order (post-processing reads channel 1 as the contour
+#: and channel 2 as the distance map).
+TARGETS = (("mask",), ("mask", "contour"), ("mask", "contour", "distance"))
 
 
 def contour_width_map(labels, width=1):
@@ -240,15 +243,50 @@ def touching_band(labels, width=2):
     return (lab > 0) & (higher | lower)
 
 
+def instance_distance(labels):
+    """Each nucleus pixel's distance to the nearest pixel outside its nucleus, divided by the nucleus's largest.
+
+    1 at the centre of every nucleus, falling to its edge whatever its size: seeds taken where this
+    map is high stay apart for touching nuclei, small or large (the "DIST" target of Naylor et al.,
+    2018, normalised per nucleus). The image border does not count as outside: a nucleus cut by a
+    crop keeps the distances of its visible part.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), int
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32 in [0, 1] (0 on the background)
+    """
+    from scipy import ndimage
+    lab = np.asarray(labels)
+    out = np.zeros(lab.shape, np.float32)
+    if lab.size == 0 or lab.max() == 0:
+        return out
+    padded = np.pad(lab, 1, mode="edge")      # a nucleus at the border continues past it
+    for i, box in enumerate(ndimage.find_objects(lab), 1):
+        if box is None:
+            continue
+        grown = tuple(slice(b.start, b.stop + 2) for b in box)   # the box and one pixel around it, in `padded`
+        own = padded[grown] == i
+        dist = ndimage.distance_transform_edt(own)[1:-1, 1:-1]
+        inside = lab[box] == i
+        top = dist[inside].max()
+        out[box][inside] = dist[inside] / top
+    return out
+
+
 def make_target(labels, targets=("mask",), contour_width=1, touch=0):
     """Training target channels from an instance label map.
 
     Parameters
     ----------
     labels : ndarray, shape (H, W), int
-    targets : tuple of {"mask", "contour"}
+    targets : tuple of str, one of :data:`TARGETS`
         "mask" is the union of all nuclei; "contour" their inner boundaries, which
-        separate touching nuclei (used for watershed post-processing).
+        separate touching nuclei (used for watershed post-processing); "distance" the
+        distance to each nucleus's edge, 1 at its centre (:func:`instance_distance`).
     contour_width : int or "area"
         Width of the contour (:func:`instance_contours`).
     touch : int
@@ -257,7 +295,7 @@ def make_target(labels, targets=("mask",), contour_width=1, touch=0):
 
     Returns
     -------
-    ndarray, shape (len(targets), H, W), float32 in {0, 1}
+    ndarray, shape (len(targets), H, W), float32 in [0, 1] ({0, 1} but for "distance")
     """
     chans = []
     for t in targets:
@@ -265,8 +303,10 @@ def make_target(labels, targets=("mask",), contour_width=1, touch=0):
             chans.append(labels > 0)
         elif t == "contour":
             chans.append(instance_contours(labels, contour_width) | touching_band(labels, touch))
+        elif t == "distance":
+            chans.append(instance_distance(labels))
         else:
-            raise ValueError(f"unknown target {t!r}; use 'mask' or 'contour'")
+            raise ValueError(f"unknown target {t!r}; use 'mask', 'contour' or 'distance'")
     return np.stack(chans).astype(np.float32)
 
 

@@ -16,8 +16,12 @@ RULE_LABELS = {"validation": "validation-optimal", "fixed": "fixed 0.5", "relati
 #: :func:`postprocess_settings`). ``seed_opening``: iterations of the binary opening that cleans watershed
 #: seeds; ``min_score``: instances whose mean nucleus probability is lower are dropped (0: none).
 #: ``seed_split``: seeds are split where their distance transform has several maxima this many px high (0: never).
+#: ``distance_threshold``: with ``method="distance"`` (a model with a distance channel), seeds are where the
+#: predicted distance to the nucleus edge is above it (1 at a nucleus's centre).
 DEFAULT_POSTPROCESS = dict(threshold=0.5, method="cc", min_size=8, contour_threshold=0.5, seed_opening=1,
-                           min_score=0.0, seed_split=0.0)
+                           min_score=0.0, seed_split=0.0, distance_threshold=0.5)
+#: Instance methods: connected components, watershed from contour-cut seeds, watershed from distance peaks.
+METHODS = ("cc", "watershed", "distance")
 #: What :func:`~nucleiseg_lib.inference.calibrate` stores beside the settings: the validation sweeps.
 SWEEP_KEYS = ("sweep", "refine")
 
@@ -68,6 +72,8 @@ def describe_postprocess(postprocess):
     if "min_score" in pp:
         words += (f", seeds opened {pp.get('seed_opening', 1)}x, objects of mean probability under "
                   f"{pp['min_score']:g} dropped")
+    if pp.get("method") == "distance":
+        words += f", seeds where the predicted distance to the edge is above {pp.get('distance_threshold', 0.5):g}"
     if pp.get("seed_split"):
         words += f", seeds split at distance maxima {pp['seed_split']:g} px high"
     return words
@@ -248,7 +254,7 @@ def split_seeds(seeds, h, sigma=1.0):
 
 
 def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=None, contour_threshold=None,
-                    seed_opening=None, min_score=None, seed_split=None):
+                    seed_opening=None, min_score=None, seed_split=None, distance=None, distance_threshold=None):
     """Nucleus instances from a foreground probability map.
 
     Parameters
@@ -257,12 +263,13 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
     threshold : float
     contour : ndarray, shape (H, W), optional
         Probability of nucleus contour (the model's second channel).
-    method : {"cc", "watershed"}, optional
+    method : {"cc", "watershed", "distance"}, optional
         "cc": connected components of the thresholded mask (touching nuclei merge).
         "watershed": seeds are the mask minus predicted contours (or, without a
         contour map, peaks of the distance transform); each seed grows back over
-        the mask, which splits touching nuclei. Default: as :func:`postprocess_settings`
-        ("watershed" with a contour map, else "cc").
+        the mask, which splits touching nuclei. "distance": seeds are where the
+        predicted `distance` exceeds `distance_threshold`, and grow down it.
+        Default: as :func:`postprocess_settings` ("watershed" with a contour map, else "cc").
     min_size : int, optional
         Instances smaller than this many pixels are dropped (default 8).
     contour_threshold : float, optional
@@ -275,6 +282,11 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
     seed_split : float, optional
         Watershed seeds are cut where their distance transform has maxima this many pixels
         high (:func:`split_seeds`; default 0: never).
+    distance : ndarray, shape (H, W), optional
+        Predicted distance to the nucleus edge, 1 at its centre (the model's third channel); needed by
+        ``method="distance"``.
+    distance_threshold : float, optional
+        Default 0.5.
 
     Returns
     -------
@@ -291,10 +303,19 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
     if method == "cc":
         labels, _ = ndimage.label(mask)
         return remove_unsure(remove_small(labels, min_size), prob, min_score)
-    if method != "watershed":
-        raise ValueError(f"unknown instance method {method!r}; use 'cc' or 'watershed'")
+    if method not in METHODS:
+        raise ValueError(f"unknown instance method {method!r}; use one of {METHODS}")
+    if method == "distance" and distance is None:
+        raise ValueError("method 'distance' needs a distance map: a model trained with the 'distance' target")
     from skimage.segmentation import watershed
-    if contour is not None:
+    if method == "distance":
+        distance_threshold = defaults["distance_threshold"] if distance_threshold is None else distance_threshold
+        seeds = mask & (np.asarray(distance) > distance_threshold)
+        if seed_opening > 0:
+            seeds = ndimage.binary_opening(seeds, iterations=seed_opening)
+        markers = remove_small(split_seeds(seeds, seed_split), max(1, min_size // 4))
+        surface = -np.asarray(distance)
+    elif contour is not None:
         seeds = mask & (np.asarray(contour) < contour_threshold)
         if seed_opening > 0:
             seeds = ndimage.binary_opening(seeds, iterations=seed_opening)
@@ -345,10 +366,11 @@ def postprocess_proba(prob, postprocess, rule=None):
     Parameters
     ----------
     prob : ndarray, shape (C, H, W)
-        Channel 0 nucleus probability, channel 1 (optional) contour probability.
+        Channel 0 nucleus probability, channel 1 (optional) contour probability, channel 2 (optional)
+        distance to the nucleus edge.
     postprocess : dict
         ``threshold``, ``method``, ``min_size``, ``contour_threshold`` and optionally ``seed_opening``,
-        ``min_score``, ``seed_split`` (defaults: :data:`DEFAULT_POSTPROCESS`).
+        ``min_score``, ``seed_split``, ``distance_threshold`` (defaults: :data:`DEFAULT_POSTPROCESS`).
     rule : threshold rule or float, optional
         See :func:`find_threshold`; default "validation" (``postprocess["threshold"]``).
 
@@ -358,7 +380,9 @@ def postprocess_proba(prob, postprocess, rule=None):
     """
     t = find_threshold(prob[0], "validation" if rule is None else rule, postprocess["threshold"])
     contour = prob[1] if prob.shape[0] > 1 else None
+    distance = prob[2] if prob.shape[0] > 2 else None
     labels = label_instances(prob[0], t, contour, postprocess["method"], postprocess["min_size"],
                              postprocess["contour_threshold"], postprocess.get("seed_opening"),
-                             postprocess.get("min_score"), postprocess.get("seed_split"))
+                             postprocess.get("min_score"), postprocess.get("seed_split"), distance,
+                             postprocess.get("distance_threshold"))
     return dict(prob=prob, threshold=t, mask=prob[0] > t, labels=labels)

@@ -167,12 +167,13 @@ def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progres
 
 def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, contour_thresholds=(0.3, 0.5),
               progress=True, train_ids=None, seed_openings=(1, 2, 3), min_scores=(0.0, 0.6, 0.7, 0.8),
-              seed_splits=(0.0, 1.0)):
+              seed_splits=(0.0, 1.0), distance_thresholds=(0.3, 0.4, 0.5, 0.6)):
     """Choose threshold and instance method on the validation split; store them in the checkpoint.
 
     The choice (threshold, instance method and, for watershed, the contour threshold
     that makes its seeds and whether seeds are split at their distance maxima, `seed_splits`:
-    see :func:`~nucleiseg_lib.inference.postprocess.split_seeds`) maximises the mean DSB score
+    see :func:`~nucleiseg_lib.inference.postprocess.split_seeds`; for a model with a distance channel,
+    also the "distance" method at each of `distance_thresholds`) maximises the mean DSB score
     over `val_ids`. A second, smaller sweep then tries, at that choice, each opening of the
     watershed seeds (`seed_openings`) and each minimum mean probability of an instance
     (`min_scores`); a pair is taken only if it beats the first choice on validation. The result is written
@@ -194,7 +195,10 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
     if methods is None:
         methods = ["cc", "watershed"]
     probs = {sid: predictor.predict_proba(np.asarray(samples[sid][0], np.float32)) for sid in val_ids}
-    has_contour = next(iter(probs.values())).shape[0] > 1 if probs else False
+    channels = next(iter(probs.values())).shape[0] if probs else 1
+    has_contour = channels > 1
+    if channels > 2 and "distance" not in methods:
+        methods = list(methods) + ["distance"]
 
     def mean_dsb(t, **settings):
         return float(np.mean([dsb_score(samples[s][1], predictor.postprocess_proba(probs[s], t, **settings)["labels"])
@@ -205,16 +209,22 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
     for method in methods:
         seeded = method == "watershed" and has_contour
         # watershed seeds are the mask minus predicted contours: how sure must a contour be? split them further?
-        for ct, sp in ([(c, p) for c in contour_thresholds for p in seed_splits] if seeded else [(None, 0.0)]):
-            extra = dict(seed_split=float(sp)) if ct is None else dict(contour_threshold=float(ct),
-                                                                       seed_split=float(sp))
+        if method == "distance":
+            choices = [dict(distance_threshold=float(d), seed_split=0.0) for d in distance_thresholds]
+        elif seeded:
+            choices = [dict(contour_threshold=float(c), seed_split=float(p)) for c in contour_thresholds
+                       for p in seed_splits]
+        else:
+            choices = [dict(seed_split=0.0)]
+        for extra in choices:
             for t in thresholds:
                 sweep.append(dict(method=method, threshold=float(t), **extra,
                                   dsb_score=mean_dsb(t, method=method, **extra, **plain)))
     best = max(sweep, key=lambda r: r["dsb_score"])
     settings = {k: v for k, v in best.items() if k not in ("dsb_score", "threshold")}
     refine = []  # the first pair is the default (opening 1, no minimum), so ties keep the first choice
-    for so in (seed_openings if best["method"] == "watershed" and has_contour else [1]):
+    for so in (seed_openings if best["method"] == "distance" or (best["method"] == "watershed" and has_contour)
+               else [1]):
         for ms in min_scores:
             refine.append(dict(seed_opening=int(so), min_score=float(ms),
                                dsb_score=mean_dsb(best["threshold"], **settings, seed_opening=so, min_score=ms)))

@@ -52,7 +52,7 @@ def final_result(results):
 def chosen_variant(res, part):
     """The variant that uses the validation-chosen post-processing without TTA (what ``predict`` does)."""
     method = res["postprocess"].get("method", "cc")
-    want = ("watershed" if method == "watershed" else "connected components")
+    want = {"watershed": "watershed", "distance": "predicted distance"}.get(method, "connected components")
     for v in res["sets"][part]["variants"]:
         if v["name"].startswith("validation-chosen") and want in v["name"]:
             return v

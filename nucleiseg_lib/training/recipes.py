@@ -22,7 +22,7 @@ class TrainConfig:
     input: str = "rgb"            # "rgb" (3 channels) or "nuclei" (one channel, nuclei bright: see data.transforms)
     base: int = 32
     batch_norm: bool = False
-    targets: tuple = ("mask",)
+    targets: tuple = ("mask",)    # ("mask",), ("mask", "contour") or ("mask", "contour", "distance"): data.transforms
     contour_width: object = 1     # 1, 2, 3 or "area" (1/2/3 px by nucleus area): see data.transforms.instance_contours
     mode: str = "resize"          # "resize" (whole image to size x size) or "crop" (native resolution)
     size: int = 256
@@ -58,7 +58,7 @@ class TrainConfig:
         Called before any data is loaded, so that ``--set colour=blue`` fails at once and says so.
         """
         from ..data.dataset import MODES, NORMS
-        from ..data.transforms import COLOUR_AUGMENTATIONS, CONTOUR_WIDTHS, INPUTS
+        from ..data.transforms import COLOUR_AUGMENTATIONS, CONTOUR_WIDTHS, INPUTS, TARGETS
         from .data import SPLITS
         from .losses import LOSSES
         from .trainer import BALANCE, LR_SCHEDULES
@@ -67,6 +67,8 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(allowed)}")
+        if tuple(self.targets) not in TARGETS:
+            raise ValueError(f"targets={list(self.targets)!r} is not one of {[list(t) for t in TARGETS]}")
         if not isinstance(self.ema, (int, float)) or isinstance(self.ema, bool) or not 0 <= self.ema < 1:
             raise ValueError(f"ema={self.ema!r} is not a number in [0, 1)")
         for name in ("paste", "touch"):

@@ -5,7 +5,7 @@ import numpy as np
 
 from .stamp import stamp_synthetic
 
-METHOD_LABELS = {"cc": "connected components", "watershed": "watershed"}
+METHOD_LABELS = {"cc": "connected components", "watershed": "watershed", "distance": "distance watershed"}
 
 def bar_counts(counts, title=None, xlabel=None, ylabel="images", synthetic=False, figsize=(6, 3.2)):
     """Bar chart of counts (e.g. images per modality or per size).
@@ -170,15 +170,17 @@ def plot_threshold_sweep(sweep, chosen=None, synthetic=False, figsize=(6, 3.5)):
     """
     rows = [r if isinstance(r, dict) else dict(method=r[0], threshold=r[1], dsb_score=r[2]) for r in sweep]
     fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
-    def line(r):  # one line per method (and, for watershed, per contour threshold of its seeds)
-        return r["method"], r.get("contour_threshold")
+    def line(r):  # one line per method (and per contour or distance threshold of its seeds)
+        return r["method"], r.get("contour_threshold"), r.get("distance_threshold")
 
-    for m, ct in dict.fromkeys(line(r) for r in rows):
-        sel = sorted((r for r in rows if line(r) == (m, ct)), key=lambda r: r["threshold"])
-        label = METHOD_LABELS.get(m, m) + ("" if ct is None else f", seeds where contour < {ct:g}")
+    for m, ct, dt in dict.fromkeys(line(r) for r in rows):
+        sel = sorted((r for r in rows if line(r) == (m, ct, dt)), key=lambda r: r["threshold"])
+        label = (METHOD_LABELS.get(m, m) + ("" if ct is None else f", seeds where contour < {ct:g}")
+                 + ("" if dt is None else f", seeds where distance > {dt:g}"))
         ax.plot([r["threshold"] for r in sel], [r["dsb_score"] for r in sel], "o-", label=label)
     if chosen:
-        best = [r for r in rows if all(chosen.get(k) == r[k] for k in ("method", "threshold", "contour_threshold")
+        best = [r for r in rows if all(chosen.get(k) == r[k] for k in ("method", "threshold", "contour_threshold",
+                                                                                   "distance_threshold")
                                        if k in r)]
         if best:
             ax.plot([best[0]["threshold"]], [best[0]["dsb_score"]], "*", color="gold", markersize=16,
