@@ -34,6 +34,25 @@ def test_random_crop_pads_small_images():
     assert img.shape == (16, 16, 3) and lab.shape == (16, 16)
 
 
+def test_padded_crops_label_the_mirrored_nuclei_they_show():
+    from nucleiseg_lib.data.transforms import reflect_labels
+    labels = np.zeros((4, 5), np.int32)
+    labels[0:2, 0:2] = 3                                 # in the corner: mirrored into three neighbours
+    labels[3, 4] = 7
+    pad = ((2, 3), (1, 4))
+    out = reflect_labels(labels, pad)
+    np.testing.assert_array_equal(out > 0, np.pad(labels, pad, mode="reflect") > 0)
+    assert out.dtype == np.int32 and out.max() == len(np.unique(out)) - 1 == 10
+    assert len(np.unique(out[2:4, 1:3])) == 1            # the original nucleus stays one instance
+    assert out[1, 1] != out[2, 1] != out[2, 0]           # its mirror copies are instances of their own
+    image = np.zeros((4, 5, 3), np.float32)
+    image[labels > 0] = 1.0                              # bright nuclei on a dark background
+    img, lab = random_crop(image, labels, 16, np.random.default_rng(0))
+    np.testing.assert_array_equal(lab > 0, img[..., 0] > 0.5)   # every nucleus shown is a nucleus of the target
+    row = reflect_labels(np.full((1, 3), 2, np.int32), ((1, 1), (0, 0)))   # one row: repeated, not reflected
+    assert sorted(np.unique(row).tolist()) == [1, 2, 3] and (row == row[:, :1]).all()
+
+
 def test_dataset_items_are_deterministic_per_epoch():
     img = np.random.default_rng(0).random((40, 50, 3)).astype(np.float32)
     lab = np.zeros((40, 50), np.int32); lab[10:20, 10:20] = 1

@@ -333,12 +333,38 @@ def resize(image, labels, shape):
     return img, labels[rows[:, None], cols]
 
 
+def reflect_labels(labels, pad):
+    """A label map padded by reflection, as its image is, each mirrored copy of a nucleus its own instance.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), int
+    pad : ((top, bottom), (left, right))
+        As for :func:`numpy.pad`; widths may exceed the image (it is reflected again).
+
+    Returns
+    -------
+    ndarray, shape (H + top + bottom, W + left + right), int32
+        0 stays background; instances are numbered 1..N in no particular order.
+    """
+    lab = np.asarray(labels)
+    h, w = lab.shape
+    out = np.pad(lab, pad, mode="reflect" if min(h, w) > 1 else "edge").astype(np.int64)
+    ty = (np.arange(out.shape[0]) - pad[0][0]) // h      # which copy of the image: 0 is the image itself
+    tx = (np.arange(out.shape[1]) - pad[1][0]) // w
+    copy = (ty - ty.min())[:, None] * (tx.max() - tx.min() + 1) + (tx - tx.min())[None, :]
+    out = np.where(out > 0, copy * (int(lab.max()) + 1) + out, 0)
+    ids = np.unique(np.r_[0, out.ravel()], return_inverse=True)[1][1:]   # 0 first: the background stays 0
+    return ids.reshape(out.shape).astype(np.int32)
+
+
 def random_crop(image, labels, size, rng, scale=(1.0, 1.0)):
     """A random `size` x `size` window at native resolution, optionally rescaled.
 
     A window of ``size / s`` pixels (``s`` drawn log-uniformly from `scale`) is cut
     and resized to `size`, so ``s > 1`` magnifies the nuclei. Images smaller than the
-    window are padded by reflection.
+    window are padded by reflection, their labels too (:func:`reflect_labels`): the
+    mirrored nuclei are nuclei of the target, not background.
     """
     s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1])))) if scale != (1.0, 1.0) else 1.0
     win = max(8, int(round(size / s)))
@@ -347,7 +373,7 @@ def random_crop(image, labels, size, rng, scale=(1.0, 1.0)):
         ph, pw = max(0, win - h), max(0, win - w)
         pad = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2))
         image = np.pad(image, pad + ((0, 0),), mode="reflect" if min(h, w) > 1 else "edge")
-        labels = np.pad(labels, pad, mode="constant")
+        labels = reflect_labels(labels, pad)
         h, w = labels.shape
     y, x = rng.integers(0, h - win + 1), rng.integers(0, w - win + 1)
     image, labels = image[y:y + win, x:x + win], labels[y:y + win, x:x + win]
