@@ -334,7 +334,11 @@ def resize(image, labels, shape):
 
 
 def reflect_labels(labels, pad):
-    """A label map padded by reflection, as its image is, each mirrored copy of a nucleus its own instance.
+    """A label map padded by reflection, as its image is: the mirrored nuclei keep their labels.
+
+    A nucleus cut by the image border and its mirror image form one symmetric blob in the
+    padded image, and one instance here (as a person would outline it); a copy that does not
+    touch its original shares its label but not its pixels.
 
     Parameters
     ----------
@@ -344,18 +348,10 @@ def reflect_labels(labels, pad):
 
     Returns
     -------
-    ndarray, shape (H + top + bottom, W + left + right), int32
-        0 stays background; instances are numbered 1..N in no particular order.
+    ndarray, shape (H + top + bottom, W + left + right), the dtype of `labels`
     """
     lab = np.asarray(labels)
-    h, w = lab.shape
-    out = np.pad(lab, pad, mode="reflect" if min(h, w) > 1 else "edge").astype(np.int64)
-    ty = (np.arange(out.shape[0]) - pad[0][0]) // h      # which copy of the image: 0 is the image itself
-    tx = (np.arange(out.shape[1]) - pad[1][0]) // w
-    copy = (ty - ty.min())[:, None] * (tx.max() - tx.min() + 1) + (tx - tx.min())[None, :]
-    out = np.where(out > 0, copy * (int(lab.max()) + 1) + out, 0)
-    ids = np.unique(np.r_[0, out.ravel()], return_inverse=True)[1][1:]   # 0 first: the background stays 0
-    return ids.reshape(out.shape).astype(np.int32)
+    return np.pad(lab, pad, mode="reflect" if min(lab.shape) > 1 else "edge")
 
 
 def random_crop(image, labels, size, rng, scale=(1.0, 1.0)):
