@@ -34,7 +34,7 @@ def test_random_crop_pads_small_images():
     assert img.shape == (16, 16, 3) and lab.shape == (16, 16)
 
 
-def test_padded_crops_label_the_mirrored_nuclei_they_show():
+def test_padded_crops_label_the_mirrored_nuclei_as_asked():
     from nucleiseg_lib.data.transforms import reflect_labels
     labels = np.zeros((4, 5), np.int32)
     labels[0:2, 0:2] = 3                                 # in the corner: mirrored into three neighbours
@@ -45,10 +45,20 @@ def test_padded_crops_label_the_mirrored_nuclei_they_show():
     np.testing.assert_array_equal(out[2:6, 1:6], labels)             # the image itself is unchanged
     assert (out[1:4, 0:3] == 3).all()                    # the corner nucleus and its mirrors: one blob, one label
     assert out[5, 5] == 7 and (out == 7).sum() == 1      # a pixel on the mirror axis is not repeated
+    copies = reflect_labels(labels, pad, copies=True)
+    np.testing.assert_array_equal(copies > 0, out > 0)
+    assert copies.max() == len(np.unique(copies)) - 1 == 10          # numbered 1..N, 0 stays background
+    assert len(np.unique(copies[2:4, 1:3])) == 1 and copies[1, 1] != copies[2, 1] != copies[2, 0]
     image = np.zeros((4, 5, 3), np.float32)
     image[labels > 0] = 1.0                              # bright nuclei on a dark background
-    img, lab = random_crop(image, labels, 16, np.random.default_rng(0))
+    rng = lambda: np.random.default_rng(0)               # noqa: E731 (the same window each time)
+    img, lab = random_crop(image, labels, 16, rng(), pad_labels="reflect")
     np.testing.assert_array_equal(lab > 0, img[..., 0] > 0.5)   # every nucleus shown is a nucleus of the target
+    img_b, lab_b = random_crop(image, labels, 16, rng())          # the default: the padding is background
+    np.testing.assert_array_equal(img_b, img)
+    assert (lab_b > 0).sum() == (labels > 0).sum() < (lab > 0).sum()
+    with pytest.raises(ValueError, match="unknown pad_labels 'zero'"):
+        random_crop(image, labels, 16, rng(), pad_labels="zero")
     row = reflect_labels(np.full((1, 3), 2, np.int32), ((1, 1), (0, 0)))   # one row: repeated, not reflected
     assert (row == 2).all() and row.shape == (3, 3)
 

@@ -66,6 +66,8 @@ class NucleiDataset(torch.utils.data.Dataset):
     touch : int
         The contour target also covers pixels within this many pixels of another nucleus
         (:func:`~nucleiseg_lib.data.transforms.touching_band`); 0: not.
+    pad_labels : {"background", "reflect", "copies"}
+        How a crop larger than its image labels the mirrored part (:func:`random_crop`).
     norm : {"crop", "image"}
         How an "rgb" crop is inverted and standardised. "crop": by the crop itself (its
         median decides the inversion, its mean and deviation standardise it). "image": as
@@ -82,7 +84,7 @@ class NucleiDataset(torch.utils.data.Dataset):
 
     def __init__(self, samples, ids, mode="crop", size=256, augment=False, targets=("mask",), seed=0,
                  scale=(0.5, 2.0), repeats=1, input="rgb", contour_width=1, colour="mix", paste=0, norm="crop",
-                 touch=0):
+                 touch=0, pad_labels="background"):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if norm not in NORMS:
@@ -91,7 +93,7 @@ class NucleiDataset(torch.utils.data.Dataset):
         self.augment, self.targets, self.seed, self.scale = augment, tuple(targets), seed, scale
         self.repeats = max(1, int(repeats))
         self.input, self.contour_width, self.colour, self.paste = input, contour_width, colour, paste
-        self.norm, self.touch = norm, touch
+        self.norm, self.touch, self.pad_labels = norm, touch, pad_labels
         self.epoch = 0
         self._channels = {}  # id -> scaled one-channel input of the whole image, shape (H, W, 1)
         self._references = {}  # id -> (inverted?, image_sample of the whole image, inverted if so)
@@ -126,7 +128,7 @@ class NucleiDataset(torch.utils.data.Dataset):
         image = self._channel(sid, image) if self.input != "rgb" else np.asarray(image, np.float32)
         if self.mode == "crop":
             scale = self.scale if self.augment else (1.0, 1.0)
-            image, labels = random_crop(image, labels, self.size, rng, scale)
+            image, labels = random_crop(image, labels, self.size, rng, scale, self.pad_labels)
         elif self.mode == "resize":
             image, labels = resize(image, labels, (self.size, self.size))
         if self.augment and self.paste:

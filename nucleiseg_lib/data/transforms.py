@@ -333,34 +333,48 @@ def resize(image, labels, shape):
     return img, labels[rows[:, None], cols]
 
 
-def reflect_labels(labels, pad):
-    """A label map padded by reflection, as its image is: the mirrored nuclei keep their labels.
+#: How :func:`random_crop` labels the part of a window that lies outside its image, which shows the image
+#: mirrored: "background" (what the recipes measured best), "reflect" (the mirrored nuclei keep their labels)
+#: or "copies" (each mirrored copy an instance of its own).
+PAD_LABELS = ("background", "reflect", "copies")
 
-    A nucleus cut by the image border and its mirror image form one symmetric blob in the
-    padded image, and one instance here (as a person would outline it); a copy that does not
-    touch its original shares its label but not its pixels.
+
+def reflect_labels(labels, pad, copies=False):
+    """A label map padded by reflection, as its image is: the mirrored nuclei are nuclei too.
 
     Parameters
     ----------
     labels : ndarray, shape (H, W), int
     pad : ((top, bottom), (left, right))
         As for :func:`numpy.pad`; widths may exceed the image (it is reflected again).
+    copies : bool
+        False: mirrored nuclei keep their labels, so a nucleus cut by the image border and its
+        mirror, one symmetric blob, are one instance. True: every mirrored copy is an instance
+        of its own (that blob becomes two touching nuclei).
 
     Returns
     -------
-    ndarray, shape (H + top + bottom, W + left + right), the dtype of `labels`
+    ndarray, shape (H + top + bottom, W + left + right), int32
     """
     lab = np.asarray(labels)
-    return np.pad(lab, pad, mode="reflect" if min(lab.shape) > 1 else "edge")
+    h, w = lab.shape
+    out = np.pad(lab, pad, mode="reflect" if min(h, w) > 1 else "edge").astype(np.int64)
+    if copies:
+        ty = (np.arange(out.shape[0]) - pad[0][0]) // h      # which copy of the image: 0 is the image itself
+        tx = (np.arange(out.shape[1]) - pad[1][0]) // w
+        copy = (ty - ty.min())[:, None] * (tx.max() - tx.min() + 1) + (tx - tx.min())[None, :]
+        out = np.where(out > 0, copy * (int(lab.max()) + 1) + out, 0)
+        out = np.unique(np.r_[0, out.ravel()], return_inverse=True)[1][1:].reshape(out.shape)  # 0 stays 0
+    return out.astype(np.int32)
 
 
-def random_crop(image, labels, size, rng, scale=(1.0, 1.0)):
+def random_crop(image, labels, size, rng, scale=(1.0, 1.0), pad_labels="background"):
     """A random `size` x `size` window at native resolution, optionally rescaled.
 
     A window of ``size / s`` pixels (``s`` drawn log-uniformly from `scale`) is cut
     and resized to `size`, so ``s > 1`` magnifies the nuclei. Images smaller than the
-    window are padded by reflection, their labels too (:func:`reflect_labels`): the
-    mirrored nuclei are nuclei of the target, not background.
+    window are padded by reflection; their labels as `pad_labels` says (:data:`PAD_LABELS`):
+    with background (the default), or by reflection too (:func:`reflect_labels`).
     """
     s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1])))) if scale != (1.0, 1.0) else 1.0
     win = max(8, int(round(size / s)))
@@ -369,7 +383,12 @@ def random_crop(image, labels, size, rng, scale=(1.0, 1.0)):
         ph, pw = max(0, win - h), max(0, win - w)
         pad = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2))
         image = np.pad(image, pad + ((0, 0),), mode="reflect" if min(h, w) > 1 else "edge")
-        labels = reflect_labels(labels, pad)
+        if pad_labels == "background":
+            labels = np.pad(labels, pad, mode="constant")
+        elif pad_labels in PAD_LABELS:
+            labels = reflect_labels(labels, pad, copies=pad_labels == "copies")
+        else:
+            raise ValueError(f"unknown pad_labels {pad_labels!r}; use one of {PAD_LABELS}")
         h, w = labels.shape
     y, x = rng.integers(0, h - win + 1), rng.integers(0, w - win + 1)
     image, labels = image[y:y + win, x:x + win], labels[y:y + win, x:x + win]

@@ -35,6 +35,7 @@ class TrainConfig:
     augment: bool = False
     colour: str = "mix"           # "mix" or "stain" (also new hues and saturations): data.transforms.augment_colour
     paste: int = 0                # copy-paste: up to this many nuclei pasted per crop (data.transforms.paste_nuclei)
+    pad_labels: str = "background"  # how a crop larger than its image labels the mirrored part (data.transforms)
     touch: int = 0                # contour target widened where nuclei touch, this many px (data.transforms.touching_band)
     norm: str = "crop"            # "rgb" crops inverted and standardised by the "crop" or by its whole "image" (data.dataset)
     scale: tuple = (0.5, 2.0)
@@ -58,12 +59,12 @@ class TrainConfig:
         Called before any data is loaded, so that ``--set colour=blue`` fails at once and says so.
         """
         from ..data.dataset import MODES, NORMS
-        from ..data.transforms import COLOUR_AUGMENTATIONS, CONTOUR_WIDTHS, INPUTS, TARGETS
+        from ..data.transforms import COLOUR_AUGMENTATIONS, CONTOUR_WIDTHS, INPUTS, PAD_LABELS, TARGETS
         from .data import SPLITS
         from .losses import LOSSES
         from .trainer import BALANCE, LR_SCHEDULES
         choices = dict(input=INPUTS, mode=MODES, norm=NORMS, contour_width=CONTOUR_WIDTHS, colour=COLOUR_AUGMENTATIONS,
-                       balance=BALANCE, split=SPLITS, lr_schedule=LR_SCHEDULES, loss=LOSSES)
+                       balance=BALANCE, split=SPLITS, lr_schedule=LR_SCHEDULES, loss=LOSSES, pad_labels=PAD_LABELS)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(allowed)}")
