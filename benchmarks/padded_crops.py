@@ -45,8 +45,8 @@ def main(argv=None):
     padded = []
     reflect = transforms.reflect_labels
 
-    def counting(labels, pad):  # what random_crop pads, counted under the old and the new labels
-        new = reflect(labels, pad)
+    def counting(labels, pad, copies=False):  # what random_crop pads, labelled by reflection and with background
+        new = reflect(labels, pad, copies)
         old = np.pad(np.asarray(labels), pad, mode="constant")
         padded.append(dict(nucleus_pixels=int((new > 0).sum()), unlabelled=int(((new > 0) & (old == 0)).sum())))
         return new
