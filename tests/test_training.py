@@ -298,3 +298,15 @@ def test_averaged_run_keeps_the_average_as_best_and_resumes_exactly(tmp_path, ti
     with pytest.raises(CheckpointError, match="no weight average"):
         Trainer(tmp_path / "plain", tiny_config(epochs=2, ema=0.9), **quiet).fit(make_model(cfg),
                                                                                 TrainData(samples, train, val))
+
+
+def test_step_shares_follow_the_capped_decay():
+    from nucleiseg_lib.training.average import step_shares
+    shares = step_shares(0.5, 3)                      # decays min(0.5, 1/10, 2/11, 3/12) = 0.1, 2/11, 0.25
+    d = np.array([0.1, 2 / 11, 0.25])
+    np.testing.assert_allclose(shares, [(1 - d[0]) * d[1] * d[2], (1 - d[1]) * d[2], 1 - d[2]])
+    assert shares.sum() + d.prod() == pytest.approx(1.0)
+    # the warm-up stays below 0.989 for 805 updates: 0.995 and 0.998 average alike (cpu-ema, cpu-ema998)
+    np.testing.assert_array_equal(step_shares(0.995, 805), step_shares(0.998, 805))
+    assert not np.array_equal(step_shares(0.995, 3000), step_shares(0.998, 3000))
+    assert step_shares(0.9, 100)[-1] == pytest.approx(0.1)

@@ -23,7 +23,9 @@ class WeightAverage:
     model : torch.nn.Module
         The model being trained; the average starts as a copy of it (same device and memory format).
     decay : float
-        In (0, 1); 0.995 averages over about the last 200 steps.
+        In (0, 1). The warm-up caps it at ``(1 + n) / (10 + n)``, which reaches 0.995 only after 1,791
+        updates: in a shorter run every decay above the cap gives the same average
+        (:func:`step_shares` says which steps it holds).
 
     Examples
     --------
@@ -62,3 +64,24 @@ class WeightAverage:
         """Restore what :meth:`state_dict` returned (a resumed run goes on averaging exactly)."""
         self.model.load_state_dict(state["model"])
         self.updates, self.decay = int(state["updates"]), float(state["decay"])
+
+
+def step_shares(decay, steps):
+    """The share of each step's weights in a :class:`WeightAverage` after `steps` updates.
+
+    Parameters
+    ----------
+    decay : float
+    steps : int
+
+    Returns
+    -------
+    ndarray, shape (steps,), float64
+        Element ``k``: the weight of the network after update ``k`` in the final average; with the
+        initial weights' share (``prod(d)``, negligible after the first epoch) they sum to 1.
+    """
+    import numpy as np
+    n = np.arange(steps)
+    d = np.minimum(float(decay), (1 + n) / (10 + n))
+    after = np.append(np.cumprod(d[::-1])[::-1][1:], 1.0)   # product of the decays of the later updates
+    return (1 - d) * after
