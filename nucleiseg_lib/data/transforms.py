@@ -376,6 +376,8 @@ def random_crop(image, labels, size, rng, scale=(1.0, 1.0), pad_labels="backgrou
     window are padded by reflection; their labels as `pad_labels` says (:data:`PAD_LABELS`):
     with background (the default), or by reflection too (:func:`reflect_labels`).
     """
+    if pad_labels not in PAD_LABELS:
+        raise ValueError(f"unknown pad_labels {pad_labels!r}; use one of {PAD_LABELS}")
     s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1])))) if scale != (1.0, 1.0) else 1.0
     win = max(8, int(round(size / s)))
     h, w = labels.shape
@@ -385,10 +387,8 @@ def random_crop(image, labels, size, rng, scale=(1.0, 1.0), pad_labels="backgrou
         image = np.pad(image, pad + ((0, 0),), mode="reflect" if min(h, w) > 1 else "edge")
         if pad_labels == "background":
             labels = np.pad(labels, pad, mode="constant")
-        elif pad_labels in PAD_LABELS:
-            labels = reflect_labels(labels, pad, copies=pad_labels == "copies")
         else:
-            raise ValueError(f"unknown pad_labels {pad_labels!r}; use one of {PAD_LABELS}")
+            labels = reflect_labels(labels, pad, copies=pad_labels == "copies")
         h, w = labels.shape
     y, x = rng.integers(0, h - win + 1), rng.integers(0, w - win + 1)
     image, labels = image[y:y + win, x:x + win], labels[y:y + win, x:x + win]

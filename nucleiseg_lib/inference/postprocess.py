@@ -311,16 +311,14 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
     if method == "distance":
         distance_threshold = defaults["distance_threshold"] if distance_threshold is None else distance_threshold
         seeds = mask & (np.asarray(distance) > distance_threshold)
-        if seed_opening > 0:
-            seeds = ndimage.binary_opening(seeds, iterations=seed_opening)
-        markers = remove_small(split_seeds(seeds, seed_split), max(1, min_size // 4))
         surface = -np.asarray(distance)
     elif contour is not None:
         seeds = mask & (np.asarray(contour) < contour_threshold)
+        surface = -(np.asarray(prob) * (1 - np.asarray(contour)))
+    if method == "distance" or contour is not None:
         if seed_opening > 0:
             seeds = ndimage.binary_opening(seeds, iterations=seed_opening)
         markers = remove_small(split_seeds(seeds, seed_split), max(1, min_size // 4))
-        surface = -(np.asarray(prob) * (1 - np.asarray(contour)))
     else:
         from skimage.feature import peak_local_max
         dist = ndimage.distance_transform_edt(mask)
