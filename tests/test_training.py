@@ -146,6 +146,16 @@ def test_loss_refuses_extra_dimension():
     assert segmentation_loss(logits, torch.zeros(2, 1, 8, 8)).item() == pytest.approx(np.log(2), rel=1e-5)
 
 
+def test_loss_dice_on_every_channel_by_hand():
+    # p = 0.5 everywhere. Mask: 2 of 4 pixels, Dice (2 * 1 + 1) / (2 + 2 + 1) = 0.6; contour: 1 of 4, (1 + 1) / (2 + 1 + 1)
+    logits = torch.zeros(1, 2, 2, 2)
+    target = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]]])
+    assert segmentation_loss(logits, target, "bce+dice").item() == pytest.approx(np.log(2) + 0.4, rel=1e-5)
+    assert segmentation_loss(logits, target, "bce+dice-all").item() == pytest.approx(np.log(2) + 0.4 + 0.5, rel=1e-5)
+    with pytest.raises(ValueError, match="dice-mask"):
+        segmentation_loss(logits, target, "dice-mask")
+
+
 def _train_cmd(data, run, epochs):
     return [sys.executable, "-m", "nucleiseg_lib", "train", "--data", str(data), "--run", str(run),
             "--profile", "smoke", "--epochs", str(epochs), "--workers", "0", "--no-calibrate", "--quiet",

@@ -1,20 +1,23 @@
-"""Losses: BCE with logits, optionally plus soft Dice on the nucleus mask."""
+"""Losses: BCE with logits, optionally plus soft Dice on the nucleus mask or on every output channel."""
 
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("bce", "bce+dice")
+LOSSES = ("bce", "bce+dice", "bce+dice-all")
 
 
-def soft_dice_loss(logits, target, eps=1.0):
-    """1 - soft Dice of the first (mask) channel, averaged over the batch.
+def soft_dice_loss(logits, target, eps=1.0, channel=0):
+    """1 - soft Dice of one channel (the mask, by default), averaged over the batch.
 
     Parameters
     ----------
     logits, target : Tensor, shape (B, C, H, W)
+    eps : float
+        Added to both sides of the ratio: a crop with nothing in `channel` and nothing predicted scores 0.
+    channel : int
     """
-    p = torch.sigmoid(logits[:, 0].float()).flatten(1)
-    t = target[:, 0].float().flatten(1)
+    p = torch.sigmoid(logits[:, channel].float()).flatten(1)
+    t = target[:, channel].float().flatten(1)
     return (1 - (2 * (p * t).sum(1) + eps) / (p.sum(1) + t.sum(1) + eps)).mean()
 
 
@@ -26,7 +29,10 @@ def segmentation_loss(logits, target, kind="bce"):
     logits : Tensor, shape (B, C, H, W)
     target : Tensor, shape (B, C, H, W), values in {0, 1}
         Must match `logits` exactly (a ``[B, 1, 1, H, W]`` target is refused).
-    kind : {"bce", "bce+dice"}
+    kind : {"bce", "bce+dice", "bce+dice-all"}
+        ``"bce+dice"`` adds the soft Dice of the mask channel; ``"bce+dice-all"`` adds the soft Dice of every
+        channel, so that a thin, sparse channel (the contours) has a term of its own as large as the mask's,
+        instead of being a small share of the mean BCE.
 
     Returns
     -------
@@ -37,6 +43,8 @@ def segmentation_loss(logits, target, kind="bce"):
     loss = F.binary_cross_entropy_with_logits(logits.float(), target.float())
     if kind == "bce+dice":
         loss = loss + soft_dice_loss(logits, target)
+    elif kind == "bce+dice-all":
+        loss = loss + sum(soft_dice_loss(logits, target, channel=c) for c in range(logits.shape[1]))
     elif kind != "bce":
         raise ValueError(f"unknown loss {kind!r}; use one of {LOSSES}")
     return loss
