@@ -280,6 +280,22 @@ def test_weight_average_follows_the_formula_and_copies_counters():
         WeightAverage(model, 1.0)
     with pytest.raises(ValueError, match="ema=1"):
         get_recipe("cpu", ema=1).check()
+    # a shorter warm-up: d = min(0.9, 2/3) for the first update; kept through a resume
+    short = WeightAverage(model, 0.9, warmup=2)
+    with torch.no_grad():
+        model[0].weight.fill_(6.0)
+    short.update(model)
+    assert torch.allclose(short.model[0].weight, torch.full((1, 2), 2 / 3 * 3 + 1 / 3 * 6))
+    again = WeightAverage(model, 0.9)
+    again.load_state_dict(short.state_dict())
+    assert again.warmup == 2.0
+    old = {k: v for k, v in short.state_dict().items() if k != "warmup"}   # saved before the setting existed
+    again.load_state_dict(old)
+    assert again.warmup == 10.0
+    with pytest.raises(ValueError, match="warmup=1"):
+        WeightAverage(model, 0.9, warmup=1)
+    with pytest.raises(ValueError, match="ema_warmup=1"):
+        get_recipe("cpu", ema_warmup=1).check()
 
 
 def test_averaged_run_keeps_the_average_as_best_and_resumes_exactly(tmp_path, tiny_data):
@@ -320,3 +336,6 @@ def test_step_shares_follow_the_capped_decay():
     np.testing.assert_array_equal(step_shares(0.995, 805), step_shares(0.998, 805))
     assert not np.array_equal(step_shares(0.995, 3000), step_shares(0.998, 3000))
     assert step_shares(0.9, 100)[-1] == pytest.approx(0.1)
+    # a warm-up of 2 lets 0.998 act after 499 updates: the average reaches further back
+    np.testing.assert_allclose(step_shares(0.5, 3, warmup=2), [(1 - 0.5) * 0.5 * 0.5, 0.5 * 0.5, 0.5])
+    assert step_shares(0.998, 805, warmup=2)[-200:].sum() < 0.5 < step_shares(0.998, 805)[-200:].sum()

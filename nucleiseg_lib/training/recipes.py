@@ -51,6 +51,7 @@ class TrainConfig:
     amp: str = "auto"             # "auto" (fp16 on CUDA, bf16 on a CPU that has it natively), "bf16", "fp16", "off"
     channels_last: bool = False   # NHWC memory format (1.5x faster bf16 steps on this CPU: benchmarks/speed.py)
     ema: float = 0.0              # decay of a running average of the weights, kept and shipped (training.average); 0: off
+    ema_warmup: float = 10.0      # the average's warm-up caps its decay at (1 + n) / (ema_warmup + n) after n steps
     extra: dict = field(default_factory=dict)
 
     def check(self):
@@ -72,6 +73,8 @@ class TrainConfig:
             raise ValueError(f"targets={list(self.targets)!r} is not one of {[list(t) for t in TARGETS]}")
         if not isinstance(self.ema, (int, float)) or isinstance(self.ema, bool) or not 0 <= self.ema < 1:
             raise ValueError(f"ema={self.ema!r} is not a number in [0, 1)")
+        if not isinstance(self.ema_warmup, (int, float)) or isinstance(self.ema_warmup, bool) or not self.ema_warmup > 1:
+            raise ValueError(f"ema_warmup={self.ema_warmup!r} is not a number greater than 1")
         for name in ("paste", "touch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -108,7 +108,7 @@ class Trainer:
         use_scaler = dev.type == "cuda" and resolve_amp(dev, cfg.amp) == torch.float16
         scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
         history, start = [], 0
-        average = WeightAverage(model, cfg.ema) if cfg.ema else None
+        average = WeightAverage(model, cfg.ema, cfg.ema_warmup) if cfg.ema else None
         if self.last.exists():
             state = load_checkpoint(self.last, map_location=dev)
             model = restore_state(self.last, state, model, opt, scaler, average)
