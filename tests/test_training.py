@@ -328,14 +328,14 @@ def test_averaged_run_keeps_the_average_as_best_and_resumes_exactly(tmp_path, ti
 
 def test_step_shares_follow_the_capped_decay():
     from nucleiseg_lib.training.average import step_shares
-    shares = step_shares(0.5, 3)                      # decays min(0.5, 1/10, 2/11, 3/12) = 0.1, 2/11, 0.25
-    d = np.array([0.1, 2 / 11, 0.25])
+    shares = step_shares(0.5, 3)             # updates 1, 2, 3: decays min(0.5, (1 + n) / (10 + n)) = 2/11, 3/12, 4/13
+    d = np.array([2 / 11, 3 / 12, 4 / 13])
     np.testing.assert_allclose(shares, [(1 - d[0]) * d[1] * d[2], (1 - d[1]) * d[2], 1 - d[2]])
     assert shares.sum() + d.prod() == pytest.approx(1.0)
     # the warm-up stays below 0.989 for 805 updates: 0.995 and 0.998 average alike (cpu-ema, cpu-ema998)
     np.testing.assert_array_equal(step_shares(0.995, 805), step_shares(0.998, 805))
     assert not np.array_equal(step_shares(0.995, 3000), step_shares(0.998, 3000))
     assert step_shares(0.9, 100)[-1] == pytest.approx(0.1)
-    # a warm-up of 2 lets 0.998 act after 499 updates: the average reaches further back
+    # a warm-up of 2 lets 0.998 act after 498 updates: the average reaches further back
     np.testing.assert_allclose(step_shares(0.5, 3, warmup=2), [(1 - 0.5) * 0.5 * 0.5, 0.5 * 0.5, 0.5])
     assert step_shares(0.998, 805, warmup=2)[-200:].sum() < 0.5 < step_shares(0.998, 805)[-200:].sum()

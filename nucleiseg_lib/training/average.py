@@ -24,11 +24,11 @@ class WeightAverage:
         The model being trained; the average starts as a copy of it (same device and memory format).
     decay : float
         In (0, 1). The warm-up caps it at ``(1 + n) / (warmup + n)``, which (warmup 10) reaches 0.995 only
-        after 1,791 updates: in a shorter run every decay above the cap gives the same average
+        after 1,790 updates: in a shorter run every decay above the cap gives the same average
         (:func:`step_shares` says which steps it holds).
     warmup : float
         Greater than 1; the default 10 is the usual one (the cpu recipe's). Smaller lets `decay` act sooner
-        (warmup 2: 0.998 after 499 updates), so the average reaches further back.
+        (warmup 2: 0.998 after 498 updates), so the average reaches further back.
 
     Examples
     --------
@@ -51,7 +51,7 @@ class WeightAverage:
     def update(self, model):
         """Move the average towards `model`'s current weights (call after each optimizer step)."""
         self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (self.warmup + self.updates))
+        d = float(capped_decay(self.decay, self.updates, self.warmup))
         mine, theirs = self.model.state_dict(), model.state_dict()
         if mine.keys() != theirs.keys():
             raise ValueError("the model has other weights than the one the average started from")
@@ -72,6 +72,12 @@ class WeightAverage:
         self.warmup = float(state.get("warmup", 10.0))   # checkpoints from before the setting: the old warm-up
 
 
+def capped_decay(decay, n, warmup=10.0):
+    """The decay of update `n` (1 for the first): ``min(decay, (1 + n) / (warmup + n))``; `n` may be an array."""
+    import numpy as np
+    return np.minimum(float(decay), (1 + np.asarray(n, np.float64)) / (float(warmup) + np.asarray(n, np.float64)))
+
+
 def step_shares(decay, steps, warmup=10.0):
     """The share of each step's weights in a :class:`WeightAverage` after `steps` updates.
 
@@ -89,7 +95,6 @@ def step_shares(decay, steps, warmup=10.0):
         initial weights' share (``prod(d)``, negligible after the first epoch) they sum to 1.
     """
     import numpy as np
-    n = np.arange(steps)
-    d = np.minimum(float(decay), (1 + n) / (float(warmup) + n))
+    d = capped_decay(decay, np.arange(1, steps + 1), warmup)   # the decays WeightAverage.update uses
     after = np.append(np.cumprod(d[::-1])[::-1][1:], 1.0)   # product of the decays of the later updates
     return (1 - d) * after
