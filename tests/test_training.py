@@ -296,6 +296,8 @@ def test_weight_average_follows_the_formula_and_copies_counters():
         WeightAverage(model, 0.9, warmup=1)
     with pytest.raises(ValueError, match="ema_warmup=1"):
         get_recipe("cpu", ema_warmup=1).check()
+    with pytest.raises(ValueError, match="blur=1.5"):
+        get_recipe("cpu", blur=1.5).check()
 
 
 def test_averaged_run_keeps_the_average_as_best_and_resumes_exactly(tmp_path, tiny_data):

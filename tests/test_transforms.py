@@ -326,3 +326,30 @@ def test_config_accepts_only_the_target_orders_post_processing_reads():
     for bad in (("mask", "distance"), ("contour", "mask"), ("mask", "centre")):
         with pytest.raises(ValueError, match="targets="):
             get_recipe("cpu", targets=bad).check()
+
+
+def test_colour_augmentation_blur_spreads_a_bright_block_and_is_off_by_default():
+    from nucleiseg_lib.data.transforms import augment_colour
+    img = np.zeros((15, 15, 3), np.float32)
+    img[6:9, 6:9] = 1.0                                 # a 3x3 "nucleus" on a dark background
+    ring = np.zeros((15, 15), bool)
+    ring[5:10, 5:10] = True
+    ring[6:9, 6:9] = False                              # the 16 pixels around it
+    far = np.zeros((15, 15), bool)
+    far[:3], far[-3:] = True, True                      # background 3 px or more away
+
+    def halo(out):
+        """How much brighter the ring is than far background, as a share of the block's brightness."""
+        g = out.mean(axis=2)
+        return (g[ring].mean() - g[far].mean()) / (g[6:9, 6:9].mean() - g[far].mean())
+
+    for seed in range(10):
+        sharp = augment_colour(img, np.random.default_rng(seed))
+        np.testing.assert_array_equal(sharp, augment_colour(img, np.random.default_rng(seed), blur=0.0))
+        assert abs(halo(sharp)) < 0.03                  # no blur: the ring is background (up to noise)
+        soft = augment_colour(img, np.random.default_rng(seed), blur=1.0)
+        assert soft.shape == img.shape and soft.dtype == np.float32 and 0 <= soft.min() and soft.max() <= 1
+        assert halo(soft) > 0.06                        # sigma >= 0.5 px: the 12 edge neighbours get a tenth
+    # with a reference (norm="image"), only the crop is blurred: the reference keeps its sharp edge
+    out, ref = augment_colour(img, np.random.default_rng(0), reference=img.copy(), blur=1.0)
+    assert halo(out) > 0.06 and abs(halo(ref)) < 0.03

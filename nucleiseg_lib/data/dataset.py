@@ -60,6 +60,9 @@ class NucleiDataset(torch.utils.data.Dataset):
         (:func:`augment_intensity`).
     colour : {"mix", "stain"}
         The colour augmentation of "rgb" inputs (:func:`augment_colour`).
+    blur : float
+        Chance that an augmented "rgb" crop is blurred (:func:`augment_colour`); 0: never. The one-channel
+        inputs have their own blur (:func:`augment_intensity`).
     paste : int
         When augmenting, up to this many nuclei of each crop are copied onto its
         background (:func:`paste_nuclei`); 0: none.
@@ -84,7 +87,7 @@ class NucleiDataset(torch.utils.data.Dataset):
 
     def __init__(self, samples, ids, mode="crop", size=256, augment=False, targets=("mask",), seed=0,
                  scale=(0.5, 2.0), repeats=1, input="rgb", contour_width=1, colour="mix", paste=0, norm="crop",
-                 touch=0, pad_labels="background"):
+                 touch=0, pad_labels="background", blur=0.0):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if norm not in NORMS:
@@ -93,7 +96,7 @@ class NucleiDataset(torch.utils.data.Dataset):
         self.augment, self.targets, self.seed, self.scale = augment, tuple(targets), seed, scale
         self.repeats = max(1, int(repeats))
         self.input, self.contour_width, self.colour, self.paste = input, contour_width, colour, paste
-        self.norm, self.touch, self.pad_labels = norm, touch, pad_labels
+        self.norm, self.touch, self.pad_labels, self.blur = norm, touch, pad_labels, float(blur)
         self.epoch = 0
         self._channels = {}  # id -> scaled one-channel input of the whole image, shape (H, W, 1)
         self._references = {}  # id -> (inverted?, image_sample of the whole image, inverted if so)
@@ -137,11 +140,11 @@ class NucleiDataset(torch.utils.data.Dataset):
             invert, reference = self._reference(sid, whole)
             image = 1.0 - image if invert else image
             if self.augment:
-                image, reference = augment_colour(image, rng, self.colour, reference=reference)
+                image, reference = augment_colour(image, rng, self.colour, reference=reference, blur=self.blur)
             x = np.ascontiguousarray(standardize(image, reference).transpose(2, 0, 1))
         elif self.input == "rgb":
             if self.augment:
-                image = augment_colour(image, rng, self.colour)
+                image = augment_colour(image, rng, self.colour, blur=self.blur)
             x = normalize_image(image)
         else:
             x = np.ascontiguousarray(image.transpose(2, 0, 1))

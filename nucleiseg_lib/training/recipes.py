@@ -34,6 +34,7 @@ class TrainConfig:
     loss: str = "bce"             # or "bce+dice"
     augment: bool = False
     colour: str = "mix"           # "mix" or "stain" (also new hues and saturations): data.transforms.augment_colour
+    blur: float = 0.0             # chance of a Gaussian blur of an augmented rgb crop (data.transforms.augment_colour)
     paste: int = 0                # copy-paste: up to this many nuclei pasted per crop (data.transforms.paste_nuclei)
     pad_labels: str = "background"  # how a crop larger than its image labels the mirrored part (data.transforms)
     touch: int = 0                # contour target widened where nuclei touch, this many px (data.transforms.touching_band)
@@ -75,6 +76,8 @@ class TrainConfig:
             raise ValueError(f"ema={self.ema!r} is not a number in [0, 1)")
         if not isinstance(self.ema_warmup, (int, float)) or isinstance(self.ema_warmup, bool) or not self.ema_warmup > 1:
             raise ValueError(f"ema_warmup={self.ema_warmup!r} is not a number greater than 1")
+        if not isinstance(self.blur, (int, float)) or isinstance(self.blur, bool) or not 0 <= self.blur <= 1:
+            raise ValueError(f"blur={self.blur!r} is not a chance in [0, 1]")
         for name in ("paste", "touch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

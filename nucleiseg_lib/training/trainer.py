@@ -246,7 +246,8 @@ def make_datasets(cfg, samples, train_ids, val_ids):
     train_ds = NucleiDataset(samples, train_ids, mode=cfg.mode, size=cfg.size, augment=cfg.augment,
                              targets=cfg.targets, seed=cfg.seed, scale=cfg.scale, repeats=cfg.repeats,
                              input=cfg.input, contour_width=cfg.contour_width, colour=cfg.colour,
-                             paste=cfg.paste, norm=cfg.norm, touch=cfg.touch, pad_labels=cfg.pad_labels)
+                             paste=cfg.paste, norm=cfg.norm, touch=cfg.touch, pad_labels=cfg.pad_labels,
+                             blur=cfg.blur)
     val_mode = "full" if cfg.mode == "crop" else cfg.mode
     val_ds = NucleiDataset(samples, val_ids, mode=val_mode, size=cfg.size, targets=cfg.targets, seed=cfg.seed,
                            input=cfg.input, contour_width=cfg.contour_width, touch=cfg.touch)
