@@ -2,6 +2,7 @@
 
     python benchmarks/recipes.py train --name cpu [--recipe cpu] [--epochs N] [--set KEY=VALUE ...]
     python benchmarks/recipes.py calibrate --name cpu --out cpu-pp   # a run's best.pt, post-processing chosen anew
+        [--seed-splits H ...] [--contour-thresholds C ...]          # what validation may choose from
     python benchmarks/recipes.py evaluate --name cpu        # -> benchmarks/results/cpu.json
     python benchmarks/recipes.py table                      # -> benchmarks/results/ablation.md and README.md
 
@@ -67,6 +68,8 @@ def recalibrate(a):
     samples = SampleCache(a.data, ids=sorted(set(split["train"]) | set(split["val"])), progress=False).load_all()
     t = time.time()
     extra = {} if a.seed_splits is None else dict(seed_splits=tuple(a.seed_splits))
+    if a.contour_thresholds is not None:
+        extra["contour_thresholds"] = tuple(a.contour_thresholds)
     chosen = calibrate(out / "best.pt", samples, split["val"], progress=False, train_ids=split["train"], **extra)
     train_info = RESULTS / f"{a.name}_train.json"
     info = json.loads(train_info.read_text()) if train_info.exists() else {}
@@ -205,6 +208,9 @@ def main():
             s.add_argument("--step", help="what this changes, for the ablation table")
             s.add_argument("--seed-splits", type=float, nargs="+", metavar="H",
                            help="seed splits to choose from (default: inference.calibrate's, 0 and 1; 0 = none)")
+            s.add_argument("--contour-thresholds", type=float, nargs="+", metavar="C",
+                           help="contour thresholds of the watershed seeds to choose from (default: "
+                                "inference.calibrate's)")
         if name == "train":
             s.add_argument("--recipe", default="cpu")
             s.add_argument("--epochs", type=int)

@@ -258,8 +258,9 @@ def test_calibrate_chooses_the_seed_split_on_validation(tmp_path, checkpoint, ti
     chosen = calibrate(ck, samples, val, thresholds=[0.4, 0.5], progress=False, seed_openings=(1,), min_scores=(0.0,),
                        seed_splits=(0.0, 1.0))
     ws = [r for r in chosen["sweep"] if r["method"] == "watershed"]
-    # the smoke model has a contour channel: 2 contour thresholds x 2 splits x 2 thresholds
-    assert sorted({r["seed_split"] for r in ws}) == [0.0, 1.0] and len(ws) == 2 * 2 * 2
+    # the smoke model has a contour channel: 3 contour thresholds x 2 splits x 2 thresholds
+    assert sorted({r["seed_split"] for r in ws}) == [0.0, 1.0] and len(ws) == 3 * 2 * 2
+    assert sorted({r["contour_threshold"] for r in ws}) == [0.3, 0.5, 0.7]
     assert all(r["seed_split"] == 0.0 for r in chosen["sweep"] if r["method"] == "cc")
     best = max(chosen["sweep"], key=lambda r: r["dsb_score"])
     assert chosen["seed_split"] == best["seed_split"] and Predictor(ck).postprocess["seed_split"] == best["seed_split"]
