@@ -285,6 +285,9 @@ def test_describe_postprocess_names_only_what_was_chosen():
                                                           "probability under 0.7 dropped, seeds split at distance "
                                                           "maxima 1 px high")
     assert "split" not in describe_postprocess(dict(threshold=0.4, method="watershed", seed_split=0.0))
+    assert describe_postprocess(dict(threshold=0.6, method="watershed", contour_threshold=0.7)) == (
+        "threshold 0.6, watershed from seeds where the contour probability is under 0.7")
+    assert "contour" not in describe_postprocess(dict(threshold=0.6, method="cc", contour_threshold=0.7))
 
 
 def test_distance_watershed_splits_touching_nuclei_from_the_distance_map():

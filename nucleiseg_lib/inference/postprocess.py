@@ -60,15 +60,18 @@ def describe_postprocess(postprocess):
     ----------
     postprocess : dict
         ``threshold`` and ``method``; ``seed_opening`` and ``min_score`` (described when ``min_score`` is stored),
-        ``seed_split`` (described when not 0).
+        ``seed_split`` (described when not 0), ``contour_threshold`` (described for the watershed when stored).
 
     Returns
     -------
     str
-        E.g. "threshold 0.4, watershed, seeds opened 1x, objects of mean probability under 0.7 dropped".
+        E.g. "threshold 0.4, watershed from seeds where the contour probability is under 0.5, seeds opened 1x,
+        objects of mean probability under 0.7 dropped".
     """
     pp = postprocess
     words = f"threshold {pp.get('threshold')}, {pp.get('method')}"
+    if pp.get("method") == "watershed" and "contour_threshold" in pp:
+        words += f" from seeds where the contour probability is under {pp['contour_threshold']:g}"
     if "min_score" in pp:
         words += (f", seeds opened {pp.get('seed_opening', 1)}x, objects of mean probability under "
                   f"{pp['min_score']:g} dropped")
