@@ -72,12 +72,13 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(allowed)}")
         if tuple(self.targets) not in TARGETS:
             raise ValueError(f"targets={list(self.targets)!r} is not one of {[list(t) for t in TARGETS]}")
-        if not isinstance(self.ema, (int, float)) or isinstance(self.ema, bool) or not 0 <= self.ema < 1:
-            raise ValueError(f"ema={self.ema!r} is not a number in [0, 1)")
-        if not isinstance(self.ema_warmup, (int, float)) or isinstance(self.ema_warmup, bool) or not self.ema_warmup > 1:
-            raise ValueError(f"ema_warmup={self.ema_warmup!r} is not a number greater than 1")
-        if not isinstance(self.blur, (int, float)) or isinstance(self.blur, bool) or not 0 <= self.blur <= 1:
-            raise ValueError(f"blur={self.blur!r} is not a chance in [0, 1]")
+        numbers = dict(ema=(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+                       ema_warmup=(lambda v: v > 1, "a number greater than 1"),
+                       blur=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"))
+        for name, (ok, words) in numbers.items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value):
+                raise ValueError(f"{name}={value!r} is not {words}")
         for name in ("paste", "touch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
