@@ -49,10 +49,26 @@ def train(a):
     hist = json.loads((run / "history.json").read_text())
     info = dict(name=a.name, recipe=a.recipe, settings=a.set or [], step=a.step or a.name, finished=time.time(),
                 wall_seconds_this_call=round(seconds, 1),
-                train_seconds_total=round(sum(h["seconds"] for h in hist), 1), epochs=len(hist))
+                train_seconds_total=round(sum(h["seconds"] for h in hist), 1), epochs=len(hist),
+                machine=training_machine(run))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{a.name}_train.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info))
+
+
+def training_machine(run):
+    """What trained a run: cores, the device, the CPU's vector capability and the precision ``amp`` resolved to there
+    (``amp=auto`` trains in bf16 only on a CPU that computes it natively), so that minutes compare like with like."""
+    import os
+
+    import torch
+    from nucleiseg_lib.device import pick_device, resolve_amp
+    from nucleiseg_lib.training.checkpoint import load_checkpoint
+    amp = load_checkpoint(run / "last.pt")["config"].get("amp", "auto")
+    device = pick_device()
+    dtype = resolve_amp(device, amp)
+    return dict(cores=os.cpu_count(), device=device.type, capability=torch.backends.cpu.get_cpu_capability(),
+                precision=str(dtype).replace("torch.", "") if dtype else "float32")
 
 
 def recalibrate(a):

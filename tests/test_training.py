@@ -156,6 +156,17 @@ def test_loss_dice_on_every_channel_by_hand():
         segmentation_loss(logits, target, "dice-mask")
 
 
+def test_loss_reads_a_weight_channel_by_hand():
+    # p = 0.5 everywhere: every pixel's BCE is log 2; weights 1, 1, 1, 5 in both channels: mean (3 + 5) / 4 = 2
+    logits = torch.zeros(1, 2, 2, 2)
+    target = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 5.0]]]])
+    assert segmentation_loss(logits, target).item() == pytest.approx(2 * np.log(2), rel=1e-5)
+    # the Dice term reads the mask channel only, unweighted
+    assert segmentation_loss(logits, target, "bce+dice").item() == pytest.approx(2 * np.log(2) + 0.4, rel=1e-5)
+    with pytest.raises(ValueError, match="does not match"):
+        segmentation_loss(logits, torch.zeros(1, 4, 2, 2))
+
+
 def _train_cmd(data, run, epochs):
     return [sys.executable, "-m", "nucleiseg_lib", "train", "--data", str(data), "--run", str(run),
             "--profile", "smoke", "--epochs", str(epochs), "--workers", "0", "--no-calibrate", "--quiet",
@@ -253,6 +264,12 @@ def test_config_check_names_a_bad_setting():
             with pytest.raises(ValueError, match=f"{key}={bad!r} is not a whole number"):
                 get_recipe("cpu", **{key: bad}).check()
     assert get_recipe("cpu", paste=8).check().paste == 8
+    for bad in (-1, "10"):
+        with pytest.raises(ValueError, match=f"touch_weight={bad!r} is not a number >= 0"):
+            get_recipe("cpu", touch_weight=bad).check()
+    with pytest.raises(ValueError, match="add 'contour' to targets"):
+        get_recipe("cpu", touch_weight=10.0, targets=("mask",)).check()
+    assert get_recipe("cpu", touch_weight=10.0).check().touch_weight == 10.0
 
 
 def test_weight_average_follows_the_formula_and_copies_counters():

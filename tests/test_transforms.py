@@ -300,6 +300,46 @@ def test_touching_band_marks_only_where_nuclei_meet():
     assert not touching_band(edge, 2).any()
 
 
+def test_touch_weights_weigh_only_the_contour_where_nuclei_touch():
+    from nucleiseg_lib.data.transforms import touch_weights
+    labels = np.zeros((12, 20), np.int32)
+    labels[2:10, 2:8] = 1                                # touches nucleus 2 along column 7 | 8
+    labels[2:10, 8:14] = 2
+    labels[3:7, 16:19] = 3                               # alone: its contour keeps weight 1
+    contour = make_target(labels, ("contour",), 1)[0] > 0
+    w = touch_weights(labels, contour, 10.0)
+    assert w.dtype == np.float32 and w.shape == labels.shape and set(np.unique(w)) == {1.0, 11.0}
+    heavy = w == 11.0
+    assert heavy[5, 7] and heavy[5, 8]                   # the shared border, on both sides
+    assert not heavy[5, 6] and not heavy[5, 4]           # inside nucleus 1: not contour
+    assert not heavy[labels == 3].any() and not heavy[labels == 0].any()
+    assert not heavy[2, 3] and heavy[2, 7]               # nucleus 1's top edge: only near nucleus 2
+    np.testing.assert_array_equal(touch_weights(labels, contour, 0.0), np.ones(labels.shape, np.float32))
+
+
+def test_dataset_touch_weight_adds_a_weight_channel_that_moves_with_the_crop():
+    labels = np.zeros((32, 32), np.int32)
+    labels[8:20, 4:16] = 1
+    labels[8:20, 16:28] = 2
+    image = np.zeros((32, 32, 3), np.float32)
+    image[labels > 0] = 0.8
+    samples = {"a": (image, labels)}
+    plain = NucleiDataset(samples, ["a"], mode="full", targets=("mask", "contour"))[0][1]
+    x, y = NucleiDataset(samples, ["a"], mode="full", targets=("mask", "contour"), touch_weight=4.0)[0]
+    assert y.shape == (3, 32, 32)
+    np.testing.assert_array_equal(y[:2].numpy(), plain.numpy())       # the targets as before
+    assert y[2].max() == 5.0 and y[2, 12, 15] == 5.0 and y[2, 12, 4] == 1.0
+    aug = NucleiDataset(samples, ["a"], mode="crop", size=32, augment=True, targets=("mask", "contour"),
+                        touch_weight=4.0)
+    for i in range(4):
+        aug.set_epoch(i)
+        _, ya = aug[0]
+        heavy = ya[2] > 1
+        assert heavy.any() and bool((ya[1][heavy] == 1).all())      # heavy pixels stay on the contour
+    with pytest.raises(ValueError, match="contour"):
+        NucleiDataset(samples, ["a"], targets=("mask",), touch_weight=4.0)
+
+
 def test_instance_distance_is_one_at_each_centre_and_ignores_the_image_border():
     from nucleiseg_lib.data.transforms import instance_distance
     labels = np.zeros((7, 12), np.int32)

@@ -6,7 +6,7 @@ import torch
 from .cache import SampleCache
 from .io import read_sample
 from .transforms import (augment_colour, augment_geometry, augment_intensity, image_sample, is_bright_background,
-                         make_target, normalize_image, paste_nuclei, random_crop, resize, standardize)
+                         make_target, normalize_image, paste_nuclei, random_crop, resize, standardize, touch_weights)
 
 MODES = ("crop", "resize", "full")
 NORMS = ("crop", "image")
@@ -69,6 +69,10 @@ class NucleiDataset(torch.utils.data.Dataset):
     touch : int
         The contour target also covers pixels within this many pixels of another nucleus
         (:func:`~nucleiseg_lib.data.transforms.touching_band`); 0: not.
+    touch_weight : float
+        When not 0, `y` has one more channel after the targets: the loss weight of each pixel, 1 + `touch_weight`
+        on contour pixels within 2 px of another nucleus (:func:`~nucleiseg_lib.data.transforms.touch_weights`),
+        else 1; :func:`~nucleiseg_lib.training.segmentation_loss` reads it. Needs the "contour" target.
     pad_labels : {"background", "reflect", "copies"}
         How a crop larger than its image labels the mirrored part (:func:`random_crop`).
     norm : {"crop", "image"}
@@ -82,12 +86,13 @@ class NucleiDataset(torch.utils.data.Dataset):
     Returns (per item)
     ------------------
     x : Tensor, shape (C, H, W), float32, normalised by :func:`normalize_image` (C = 3 or 1)
-    y : Tensor, shape (len(targets), H, W), float32 in {0, 1}
+    y : Tensor, shape (len(targets), H, W), float32 in {0, 1} (one more channel, the loss weight, with
+        `touch_weight`)
     """
 
     def __init__(self, samples, ids, mode="crop", size=256, augment=False, targets=("mask",), seed=0,
                  scale=(0.5, 2.0), repeats=1, input="rgb", contour_width=1, colour="mix", paste=0, norm="crop",
-                 touch=0, pad_labels="background", blur=0.0):
+                 touch=0, pad_labels="background", blur=0.0, touch_weight=0.0):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if norm not in NORMS:
@@ -97,6 +102,9 @@ class NucleiDataset(torch.utils.data.Dataset):
         self.repeats = max(1, int(repeats))
         self.input, self.contour_width, self.colour, self.paste = input, contour_width, colour, paste
         self.norm, self.touch, self.pad_labels, self.blur = norm, touch, pad_labels, float(blur)
+        if touch_weight and "contour" not in self.targets:
+            raise ValueError("touch_weight weighs the contour target: add 'contour' to targets")
+        self.touch_weight = float(touch_weight)
         self.epoch = 0
         self._channels = {}  # id -> scaled one-channel input of the whole image, shape (H, W, 1)
         self._references = {}  # id -> (inverted?, image_sample of the whole image, inverted if so)
@@ -151,6 +159,9 @@ class NucleiDataset(torch.utils.data.Dataset):
             if self.augment:
                 x = augment_intensity(x, rng)
         y = make_target(labels, self.targets, self.contour_width, self.touch)
+        if self.touch_weight:
+            contour = y[self.targets.index("contour")] > 0
+            y = np.concatenate([y, touch_weights(labels, contour, self.touch_weight)[None]])
         if self.augment:
             x, y = augment_geometry(x, y, rng)
         return torch.from_numpy(x), torch.from_numpy(y)

@@ -243,6 +243,32 @@ def touching_band(labels, width=2):
     return (lab > 0) & (higher | lower)
 
 
+def touch_weights(labels, contour, weight, width=2):
+    """Per-pixel weight of the training loss: heavier on the contour where two nuclei touch.
+
+    The U-Net paper (Ronneberger et al., 2015) weighted the few pixels that separate touching cells
+    heavily, so that a network that draws no border there pays for it; here those pixels are the
+    contour pixels within `width` pixels of another nucleus (:func:`touching_band`).
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), int
+    contour : ndarray, shape (H, W), bool
+        The contour target (:func:`instance_contours`).
+    weight : float
+        Extra weight of those pixels; 0: none.
+    width : int
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32: 1, and 1 + `weight` on contour pixels where nuclei touch
+    """
+    w = np.ones(np.shape(labels), np.float32)
+    if weight:
+        w[np.asarray(contour, bool) & touching_band(labels, width)] += float(weight)
+    return w
+
+
 def instance_distance(labels):
     """Each nucleus pixel's distance to the nearest pixel outside its nucleus, divided by the nucleus's largest.
 

@@ -27,8 +27,10 @@ def segmentation_loss(logits, target, kind="bce"):
     Parameters
     ----------
     logits : Tensor, shape (B, C, H, W)
-    target : Tensor, shape (B, C, H, W), values in {0, 1}
-        Must match `logits` exactly (a ``[B, 1, 1, H, W]`` target is refused).
+    target : Tensor, shape (B, C, H, W), values in {0, 1}; or (B, C + 1, H, W)
+        Must match `logits` exactly (a ``[B, 1, 1, H, W]`` target is refused), or have one more channel: the
+        weight of each pixel's BCE in every channel (:class:`~nucleiseg_lib.data.NucleiDataset` with
+        ``touch_weight``); the Dice terms are not weighted.
     kind : {"bce", "bce+dice", "bce+dice-all"}
         ``"bce+dice"`` adds the soft Dice of the mask channel; ``"bce+dice-all"`` adds the soft Dice of every
         channel, so that a thin, sparse channel (the contours) has a term of its own as large as the mask's,
@@ -38,9 +40,13 @@ def segmentation_loss(logits, target, kind="bce"):
     -------
     Tensor, scalar
     """
+    weight = None
+    if target.ndim == 4 and logits.ndim == 4 and target.shape[1] == logits.shape[1] + 1:
+        target, weight = target[:, :-1], target[:, -1:].float()
     if logits.shape != target.shape:
         raise ValueError(f"target shape {tuple(target.shape)} does not match output shape {tuple(logits.shape)}")
-    loss = F.binary_cross_entropy_with_logits(logits.float(), target.float())
+    loss = F.binary_cross_entropy_with_logits(logits.float(), target.float(),
+                                              weight=None if weight is None else weight.expand_as(logits))
     if kind == "bce+dice":
         loss = loss + soft_dice_loss(logits, target)
     elif kind == "bce+dice-all":

@@ -38,6 +38,7 @@ class TrainConfig:
     paste: int = 0                # copy-paste: up to this many nuclei pasted per crop (data.transforms.paste_nuclei)
     pad_labels: str = "background"  # how a crop larger than its image labels the mirrored part (data.transforms)
     touch: int = 0                # contour target widened where nuclei touch, this many px (data.transforms.touching_band)
+    touch_weight: float = 0.0     # extra loss weight of contour pixels where nuclei touch (data.transforms.touch_weights)
     norm: str = "crop"            # "rgb" crops inverted and standardised by the "crop" or by its whole "image" (data.dataset)
     scale: tuple = (0.5, 2.0)
     seed: int = 0
@@ -74,11 +75,14 @@ class TrainConfig:
             raise ValueError(f"targets={list(self.targets)!r} is not one of {[list(t) for t in TARGETS]}")
         numbers = dict(ema=(lambda v: 0 <= v < 1, "a number in [0, 1)"),
                        ema_warmup=(lambda v: v > 1, "a number greater than 1"),
-                       blur=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"))
+                       blur=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
+                       touch_weight=(lambda v: v >= 0, "a number >= 0"))
         for name, (ok, words) in numbers.items():
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value):
                 raise ValueError(f"{name}={value!r} is not {words}")
+        if self.touch_weight and "contour" not in self.targets:
+            raise ValueError(f"touch_weight={self.touch_weight!r} weighs the contour target: add 'contour' to targets")
         for name in ("paste", "touch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

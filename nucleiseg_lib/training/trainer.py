@@ -241,16 +241,18 @@ def make_datasets(cfg, samples, train_ids, val_ids):
     -------
     train_ds, val_ds : NucleiDataset
         ``train_ds[i]`` is an augmented crop ``x`` (C, size, size) with its
-        targets ``y`` (len(targets), size, size); ``val_ds`` holds whole images.
+        targets ``y`` (len(targets), size, size; one more channel, the loss weight, with ``touch_weight``);
+        ``val_ds`` holds whole images.
     """
     train_ds = NucleiDataset(samples, train_ids, mode=cfg.mode, size=cfg.size, augment=cfg.augment,
                              targets=cfg.targets, seed=cfg.seed, scale=cfg.scale, repeats=cfg.repeats,
                              input=cfg.input, contour_width=cfg.contour_width, colour=cfg.colour,
                              paste=cfg.paste, norm=cfg.norm, touch=cfg.touch, pad_labels=cfg.pad_labels,
-                             blur=cfg.blur)
+                             blur=cfg.blur, touch_weight=cfg.touch_weight)
     val_mode = "full" if cfg.mode == "crop" else cfg.mode
     val_ds = NucleiDataset(samples, val_ids, mode=val_mode, size=cfg.size, targets=cfg.targets, seed=cfg.seed,
-                           input=cfg.input, contour_width=cfg.contour_width, touch=cfg.touch)
+                           input=cfg.input, contour_width=cfg.contour_width, touch=cfg.touch,
+                           touch_weight=cfg.touch_weight)
     return train_ds, val_ds
 
 
