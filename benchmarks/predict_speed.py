@@ -50,6 +50,13 @@ def pick_images(data, sizes=((1388, 1040), (1024, 1024), (696, 520), (256, 256))
     return [found[s] for s in sizes if s in found]
 
 
+def prediction_precision():
+    """The precision :class:`Predictor` computes in on this CPU: bf16 where the CPU computes it natively, else fp32."""
+    from nucleiseg_lib.device import resolve_amp
+    dtype = resolve_amp(torch.device("cpu"), "auto")
+    return str(dtype).replace("torch.", "") if dtype else "float32"
+
+
 def time_segment(pred, image, repeats):
     pred.segment(image)  # warm-up
     times = []
@@ -141,7 +148,8 @@ def main():
     one_mp = [r for r in rows if r["mode"] == "tta off" and r["size"] == "1024x1024"]
     out = dict(checkpoint=a.checkpoint, machine=dict(cpu_count=os.cpu_count(), processor=platform.processor(),
                                                      torch=torch.__version__, threads=torch.get_num_threads(),
-                                                     capability=torch.backends.cpu.get_cpu_capability()),
+                                                     capability=torch.backends.cpu.get_cpu_capability(),
+                                                     precision=prediction_precision()),
                median_seconds_per_megapixel=summary, rows=rows)
     if one_mp:
         out["class_of_10_last_result_seconds_estimate"] = round(10 * one_mp[0]["seconds"], 1)
