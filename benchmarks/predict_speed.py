@@ -12,7 +12,7 @@ measured time, not a load test).
 
 It also says how far the target of 0.5 s/MP is from what the model costs: the network's floating-point operations
 per megapixel (counted by :class:`torch.utils.flop_counter.FlopCounterMode`), the rate this CPU reaches on a
-large fp32 matrix product (a practical ceiling for convolutions), and the time those two give as a floor, for the
+large matrix product in the precision the predictor computes in (a practical ceiling for convolutions), and the time those two give as a floor, for the
 model and for thinner ones (``base``: the channels of the first level), and the forward time with the batch
 normalisations folded into the convolutions (what :class:`Predictor` runs) against the model as trained.
 """
@@ -77,9 +77,9 @@ def model_flops_per_megapixel(base, in_channels=3, out_channels=2, side=256):
     return counter.get_total_flops() / (side * side) * 1e6
 
 
-def matmul_gflops(n=2048, repeats=5):
-    """GFLOP/s of an n x n fp32 matrix product on this CPU (best of `repeats`)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n=2048, repeats=5, dtype=torch.float32):
+    """GFLOP/s of an n x n matrix product in `dtype` on this CPU (best of `repeats`)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     best = min(_timed(lambda: a @ b) for _ in range(repeats))
     return 2 * n ** 3 / best / 1e9
@@ -93,7 +93,8 @@ def _timed(fn):
 
 def compute_floor(pred, forward_seconds_per_mp):
     """The model's cost against this CPU's matrix-product rate: why the s/MP cannot drop much by tuning."""
-    rate = matmul_gflops()
+    precision = prediction_precision()
+    rate = matmul_gflops(dtype=getattr(torch, precision))
     base = int(pred.model.config.get("base", 16))
     rows = []
     for b in sorted({base, 8, 12}):
@@ -101,7 +102,7 @@ def compute_floor(pred, forward_seconds_per_mp):
         rows.append(dict(base=b, gflop_per_megapixel=round(flops / 1e9, 1),
                          floor_seconds_per_megapixel=round(flops / 1e9 / rate, 3)))
     flops = next(r for r in rows if r["base"] == base)["gflop_per_megapixel"]
-    return dict(matmul_gflops=round(rate, 1), model_base=base,
+    return dict(matmul_gflops=round(rate, 1), matmul_precision=precision, model_base=base,
                 forward_gflops_reached=round(flops / forward_seconds_per_mp, 1), by_base=rows)
 
 
