@@ -3,6 +3,7 @@
     python benchmarks/recipes.py train --name cpu [--recipe cpu] [--epochs N] [--set KEY=VALUE ...]
     python benchmarks/recipes.py calibrate --name cpu --out cpu-pp   # a run's best.pt, post-processing chosen anew
         [--seed-splits H ...] [--contour-thresholds C ...]          # what validation may choose from
+    python benchmarks/recipes.py ensemble --name a --with b c --out abc   # one checkpoint of 3 runs' weights
     python benchmarks/recipes.py evaluate --name cpu        # -> benchmarks/results/cpu.json
     python benchmarks/recipes.py table                      # -> benchmarks/results/ablation.md and README.md
 
@@ -71,14 +72,17 @@ def training_machine(run):
                 precision=str(dtype).replace("torch.", "") if dtype else "float32")
 
 
-def recalibrate(a):
+def recalibrate(a, state=None, info_extra=None):
     import shutil
     from nucleiseg_lib.data import SampleCache
     from nucleiseg_lib.inference import calibrate, settings_only
-    from nucleiseg_lib.training import load_checkpoint
+    from nucleiseg_lib.training import load_checkpoint, save_checkpoint
     src, out = REPO / "runs" / a.name, REPO / "runs" / a.out
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(src / "best.pt", out / "best.pt")
+    if state is None:
+        shutil.copy2(src / "best.pt", out / "best.pt")
+    else:
+        save_checkpoint(state, out / "best.pt")
     shutil.copy2(src / "history.json", out / "history.json")
     split = load_checkpoint(out / "best.pt")["split"]
     samples = SampleCache(a.data, ids=sorted(set(split["train"]) | set(split["val"])), progress=False).load_all()
@@ -91,6 +95,7 @@ def recalibrate(a):
     info = json.loads(train_info.read_text()) if train_info.exists() else {}
     info.update(name=a.out, step=a.step or f"{a.name}, post-processing chosen again", calibrated_from=a.name,
                 calibrate_seconds=round(time.time() - t, 1), finished=time.time())  # a step after its source
+    info.update(info_extra or {})
     (RESULTS / f"{a.out}_train.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(settings_only(chosen)))
 
@@ -192,6 +197,21 @@ def evaluate(a):
     print(f"wrote {RESULTS / f'{a.name}.json'}")
 
 
+def ensemble(a):
+    """runs/<out>/best.pt: the weights of runs/<name> and of each --with run in one checkpoint (their probability
+    maps averaged: training.checkpoint.ensemble_state), its post-processing chosen on validation as `calibrate` does.
+    Its training minutes are the members' together."""
+    from nucleiseg_lib.training import load_checkpoint
+    from nucleiseg_lib.training.checkpoint import ensemble_state
+    names = [a.name, *a.members]
+    paths = [REPO / "runs" / n / "best.pt" for n in names]
+    state = ensemble_state([load_checkpoint(p) for p in paths], paths)
+    infos = [json.loads((RESULTS / f"{n}_train.json").read_text()) for n in names]
+    seconds = round(sum(i["train_seconds_total"] for i in infos), 1)
+    recalibrate(a, state, dict(ensemble_of=names, train_seconds_total=seconds, wall_seconds_this_call=None,
+                               step=a.step or f"the maps of {', '.join(names)} averaged"))
+
+
 def table(a):
     from nucleiseg_lib.report.results import render_ablation
     md = render_ablation(RESULTS)
@@ -210,7 +230,8 @@ def table(a):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name, fn in (("train", train), ("calibrate", recalibrate), ("evaluate", evaluate), ("table", table)):
+    for name, fn in (("train", train), ("calibrate", recalibrate), ("ensemble", ensemble), ("evaluate", evaluate),
+                     ("table", table)):
         s = sub.add_parser(name)
         s.set_defaults(func=fn)
         if name != "table":
@@ -219,9 +240,14 @@ def main():
         if name == "evaluate":
             s.add_argument("--chosen-only", action="store_true",
                            help="only the validation-chosen post-processing (no TTA, zoom or threshold variants)")
-        if name == "calibrate":
+        if name in ("calibrate", "ensemble"):
             s.add_argument("--out", required=True, help="the new run folder runs/<out>")
             s.add_argument("--step", help="what this changes, for the ablation table")
+        if name == "ensemble":
+            s.add_argument("--with", dest="members", nargs="+", required=True, metavar="NAME",
+                           help="the other runs whose weights join runs/<name>'s")
+            s.set_defaults(seed_splits=None, contour_thresholds=None)
+        if name == "calibrate":
             s.add_argument("--seed-splits", type=float, nargs="+", metavar="H",
                            help="seed splits to choose from (default: inference.calibrate's, 0 and 1; 0 = none)")
             s.add_argument("--contour-thresholds", type=float, nargs="+", metavar="C",

@@ -90,6 +90,35 @@ def test_prediction_is_native_resolution(checkpoint):
     assert seg["mask"].shape == (37, 83) and seg["labels"].shape == (37, 83)
 
 
+def test_an_ensemble_checkpoint_averages_its_models_maps(tmp_path, checkpoint):
+    import torch
+    from nucleiseg_lib.errors import CheckpointError
+    from nucleiseg_lib.training import load_checkpoint, save_checkpoint
+    from nucleiseg_lib.training.checkpoint import ensemble_state
+    first = load_checkpoint(checkpoint)
+    other = {**first, "model": {k: v * 0.9 if v.is_floating_point() else v for k, v in first["model"].items()}}
+    save_checkpoint(other, tmp_path / "other.pt")
+    save_checkpoint(ensemble_state([first, load_checkpoint(tmp_path / "other.pt")]), tmp_path / "both.pt")
+    both = load_checkpoint(tmp_path / "both.pt")                      # weights_only: tensors and plain data
+    assert len(both["members"]) == 1 and both["split"] == first["split"]
+    image = np.random.default_rng(1).random((40, 52, 3)).astype(np.float32)
+    a, b = Predictor(checkpoint).predict_proba(image), Predictor(tmp_path / "other.pt").predict_proba(image)
+    ens = Predictor(tmp_path / "both.pt")
+    assert len(ens.models) == 2
+    np.testing.assert_allclose(ens.predict_proba(image), (a + b) / 2, atol=1e-6)
+    assert not np.allclose(a, b)                                      # the two members differ
+    with pytest.raises(CheckpointError, match="another split"):
+        ensemble_state([first, {**first, "split": {**first["split"], "val": []}}], ["a.pt", "b.pt"])
+    with pytest.raises(CheckpointError, match="another architecture"):
+        ensemble_state([first, {**first, "model_config": {**first["model_config"], "base": first["model_config"]["base"] * 2}}])
+    with pytest.raises(ValueError, match="two or more"):
+        ensemble_state([first])
+    half = torch.load(tmp_path / "both.pt", weights_only=True)
+    from nucleiseg_lib.training.checkpoint import model_state
+    assert all(v.dtype == torch.float16 for m in model_state(half, half=True)["members"] for v in m.values()
+               if v.is_floating_point())
+
+
 def test_cli_evaluate_and_predict(tmp_path, checkpoint, tiny_data):  # noqa: F811
     root = tiny_data[0]
     out = tmp_path / "metrics.json"

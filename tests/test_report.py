@@ -241,6 +241,9 @@ def test_ablation_table_names_the_final_recipe_not_the_last_run(tmp_path):
     runs = [result("old", 1, contour_width=1), result("recipe", 2), result("tried", 3, balance="experiments"),
             result("longer", 4, epochs=13)]                    # more epochs than the recipe's: a step, not the recipe
     assert final_result(runs)["name"] == "recipe"
+    ensemble = result("ensemble", 5)
+    ensemble["train"]["ensemble_of"] = ["recipe", "recipe-seed1"]  # the recipe's config, but three runs' weights
+    assert final_result([*runs, ensemble])["name"] == "recipe"
     assert final_result(runs[:1])["name"] == "old"           # no current recipe among them: the last one
     for r in runs:
         (tmp_path / f"{r['name']}.json").write_text(json.dumps(r))

@@ -33,6 +33,9 @@ class Predictor:
 
     Attributes
     ----------
+    models : list of UNet
+        The checkpoint's model, and the members of an ensemble checkpoint
+        (:func:`~nucleiseg_lib.training.checkpoint.ensemble_state`): their maps are averaged.
     postprocess : dict
         ``threshold``, ``method``, ``min_size``, ``contour_threshold``: chosen on the
         validation split after training (see :func:`calibrate`), else defaults.
@@ -46,8 +49,11 @@ class Predictor:
         self.device = pick_device(device)
         # NHWC: faster convolutions on CPU (bf16/fp32) and on tensor-core GPUs
         # batch normalisation folded into the convolutions: the same maps, a fifth less CPU time
-        self.model = fuse_batch_norm(build_model(self.state, self.path)).to(self.device,
-                                                                          memory_format=torch.channels_last)
+        # an ensemble checkpoint (training.checkpoint.ensemble_state) holds more weights: their maps are averaged
+        self.models = [fuse_batch_norm(build_model({**self.state, "model": weights}, self.path)).to(
+            self.device, memory_format=torch.channels_last)
+            for weights in [self.state["model"], *(self.state.get("members") or [])]]
+        self.model = self.models[0]
         self.tta = tta
         self.input = (self.state.get("config") or {}).get("input", "rgb")
         self.postprocess = postprocess_settings(self.model.config["out_channels"], self.state.get("postprocess"))
@@ -99,16 +105,18 @@ class Predictor:
         return float(min(self.postprocess.get("max_zoom", 2.5), np.sqrt(target / np.median(areas))))
 
     def _forward(self, x):
-        """Sigmoid of the model's logits (averaged over flips with TTA) for a normalised batch of one."""
+        """Sigmoid of the model's logits (averaged over flips with TTA, and over an ensemble's models) for a
+        normalised batch of one."""
         x = x.contiguous(memory_format=torch.channels_last)
         flips = [(), (-1,), (-2,), (-1, -2)] if self.tta else [()]
         out = 0
         for dims in flips:
             xi = torch.flip(x, dims) if dims else x
-            with _autocast(self.device):
-                p = torch.sigmoid(self.model(xi).float())
-            out = out + (torch.flip(p, dims) if dims else p)
-        return (out / len(flips))[0].cpu().numpy()
+            for model in self.models:
+                with _autocast(self.device):
+                    p = torch.sigmoid(model(xi).float())
+                out = out + (torch.flip(p, dims) if dims else p)
+        return (out / (len(flips) * len(self.models)))[0].cpu().numpy()
 
     def segment(self, image, rule=None, **overrides):
         """Mask and instance labels of one image.

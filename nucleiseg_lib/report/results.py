@@ -22,8 +22,14 @@ def load_results(results_dir=None):
 
 
 def is_current_recipe(res):
-    """Whether a result's training config is its recipe as the library defines it today (epochs included)."""
+    """Whether a result's training config is its recipe as the library defines it today (epochs included).
+
+    An ensemble of runs (``benchmarks/recipes.py ensemble``: its training record names its members) is not one run
+    of the recipe, whatever its first member's config.
+    """
     from ..training import TrainConfig, get_recipe
+    if (res.get("train") or {}).get("ensemble_of"):
+        return False
     cfg = res.get("config") or {}
     try:
         want = get_recipe(cfg.get("recipe", "")).to_dict()

@@ -6,7 +6,9 @@ Two kinds of checkpoint live in a run folder:
   (weights, optimizer, gradient scaler, RNG states, history, config, split);
 * ``best.pt`` (``kind="model"``): what notebooks 05 and 06, ``nucleiseg predict`` and
   ``evaluate`` read: the weights, the config, the split, the chosen post-processing
-  (plus the epoch and the small history) and no optimizer state (:func:`model_state`).
+  (plus the epoch and the small history) and no optimizer state (:func:`model_state`). One may also carry
+  ``members``, the weights of more runs of the same architecture and split, whose probability maps the
+  predictor averages with its own (:func:`ensemble_state`, ``benchmarks/recipes.py ensemble``).
 
 Every checkpoint is read with ``torch.load(..., weights_only=True)``: tensors and plain
 Python data only. A ``.pt`` file that carries code (a pickle with a ``__reduce__``) is
@@ -27,7 +29,8 @@ from ..fileio import atomic_write
 from ..model import UNet
 
 #: Entries of a model checkpoint (``best.pt``, the pretrained model); ``last.pt`` has these and more.
-MODEL_KEYS = ("kind", "model", "model_config", "config", "split", "data", "postprocess", "epoch", "history")
+MODEL_KEYS = ("kind", "model", "model_config", "config", "split", "data", "postprocess", "epoch", "history",
+              "members")
 
 
 def _atomic_write(path, write):
@@ -61,7 +64,46 @@ def model_state(state, half=False):
     out = {k: state[k] for k in MODEL_KEYS if k in state}
     out["kind"] = "model"
     if half:
-        out["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+        out["model"] = _half(state["model"])
+        if "members" in out:
+            out["members"] = [_half(m) for m in out["members"]]
+    return out
+
+
+def _half(weights):
+    return {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+
+
+def ensemble_state(states, paths=None):
+    """One model checkpoint holding several trained models of one architecture and one split: an ensemble.
+
+    The first state gives everything but the extra weights (config, split, post-processing, epoch); the others'
+    weights go into ``members``. :class:`~nucleiseg_lib.inference.Predictor` averages the probability maps of all
+    of them. Calibrate the result again: its maps are not the first model's.
+
+    Parameters
+    ----------
+    states : list of dict
+        Model checkpoints (:func:`load_checkpoint`), two or more.
+    paths : list of str, optional
+        Their files, named in errors.
+
+    Returns
+    -------
+    dict, a model checkpoint with ``members`` (a list of state dicts)
+    """
+    paths = [str(p) for p in paths] if paths else [f"<member {i}>" for i in range(len(states))]
+    if len(states) < 2:
+        raise ValueError(f"an ensemble needs two or more checkpoints, got {len(states)}")
+    first = states[0]
+    for state, path in zip(states[1:], paths[1:]):
+        if state.get("members"):
+            raise CheckpointError(path, "is an ensemble already: give its members one by one")
+        for key, what in (("model_config", "another architecture"), ("split", "another split")):
+            if state.get(key) != first.get(key):
+                raise CheckpointError(path, f"{what} than {paths[0]}: an ensemble's members share both")
+    out = model_state(first)
+    out["members"] = [s["model"] for s in states[1:]]
     return out
 
 
