@@ -113,6 +113,11 @@ def test_an_ensemble_checkpoint_averages_its_models_maps(tmp_path, checkpoint):
         ensemble_state([first, {**first, "model_config": {**first["model_config"], "base": first["model_config"]["base"] * 2}}])
     with pytest.raises(ValueError, match="two or more"):
         ensemble_state([first])
+    with pytest.raises(CheckpointError, match="an ensemble already"):
+        ensemble_state([both, first], ["both.pt", "first.pt"])
+    save_checkpoint({**first, "members": {"not": "a list"}}, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match="odd.pt.*'members' entry is not a list"):
+        Predictor(tmp_path / "odd.pt")
     half = torch.load(tmp_path / "both.pt", weights_only=True)
     from nucleiseg_lib.training.checkpoint import model_state
     assert all(v.dtype == torch.float16 for m in model_state(half, half=True)["members"] for v in m.values()

@@ -10,7 +10,7 @@ from ..device import autocast_for, pick_device
 from ..metrics import dsb_score, evaluate_image, nucleus_outcomes, summarize
 from ..model import fuse_batch_norm
 from ..progress import progress_bar
-from ..training.checkpoint import build_model, load_checkpoint, save_checkpoint
+from ..training.checkpoint import all_weights, build_model, load_checkpoint, save_checkpoint
 from .postprocess import DEFAULT_POSTPROCESS, postprocess_proba, postprocess_settings
 
 
@@ -52,7 +52,7 @@ class Predictor:
         # an ensemble checkpoint (training.checkpoint.ensemble_state) holds more weights: their maps are averaged
         self.models = [fuse_batch_norm(build_model({**self.state, "model": weights}, self.path)).to(
             self.device, memory_format=torch.channels_last)
-            for weights in [self.state["model"], *(self.state.get("members") or [])]]
+            for weights in all_weights(self.state, self.path)]
         self.model = self.models[0]
         self.tta = tta
         self.input = (self.state.get("config") or {}).get("input", "rgb")

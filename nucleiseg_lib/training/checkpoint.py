@@ -96,9 +96,10 @@ def ensemble_state(states, paths=None):
     if len(states) < 2:
         raise ValueError(f"an ensemble needs two or more checkpoints, got {len(states)}")
     first = states[0]
-    for state, path in zip(states[1:], paths[1:]):
+    for state, path in zip(states, paths):
         if state.get("members"):
             raise CheckpointError(path, "is an ensemble already: give its members one by one")
+    for state, path in zip(states[1:], paths[1:]):
         for key, what in (("model_config", "another architecture"), ("split", "another split")):
             if state.get(key) != first.get(key):
                 raise CheckpointError(path, f"{what} than {paths[0]}: an ensemble's members share both")
@@ -182,6 +183,19 @@ def load_checkpoint(path, map_location="cpu"):
     if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
         raise CheckpointError(path, "is not a nucleiseg checkpoint (no 'model' and 'model_config' entries)")
     return state
+
+
+def all_weights(state, path="<checkpoint>"):
+    """The weights of a model checkpoint: its own, then its ensemble members' (:func:`ensemble_state`).
+
+    Returns
+    -------
+    list of dict (state dicts); one for a single model
+    """
+    members = state.get("members") or []
+    if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+        raise CheckpointError(path, "its 'members' entry is not a list of weight dicts")
+    return [state["model"], *members]
 
 
 def build_model(state, path="<checkpoint>", expect=None):
