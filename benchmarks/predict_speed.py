@@ -12,9 +12,10 @@ measured time, not a load test).
 
 It also says how far the target of 0.5 s/MP is from what the model costs: the network's floating-point operations
 per megapixel (counted by :class:`torch.utils.flop_counter.FlopCounterMode`), the rate this CPU reaches on a
-large matrix product in the precision the predictor computes in (a practical ceiling for convolutions), and the time those two give as a floor, for the
-model and for thinner ones (``base``: the channels of the first level), and the forward time with the batch
-normalisations folded into the convolutions (what :class:`Predictor` runs) against the model as trained.
+large matrix product in the precision the predictor computes in (a practical ceiling for convolutions), and the
+time those two give as a floor, for the model and for thinner ones (``base``: the channels of the first level),
+and the forward time with the batch normalisations folded into the convolutions (what :class:`Predictor` runs)
+against the model as trained.
 """
 
 import argparse
@@ -52,9 +53,8 @@ def pick_images(data, sizes=((1388, 1040), (1024, 1024), (696, 520), (256, 256))
 
 def prediction_precision():
     """The precision :class:`Predictor` computes in on this CPU: bf16 where the CPU computes it natively, else fp32."""
-    from nucleiseg_lib.device import resolve_amp
-    dtype = resolve_amp(torch.device("cpu"), "auto")
-    return str(dtype).replace("torch.", "") if dtype else "float32"
+    from nucleiseg_lib.device import precision_name
+    return precision_name(torch.device("cpu"), "auto")
 
 
 def time_segment(pred, image, repeats):

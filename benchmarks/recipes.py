@@ -63,13 +63,12 @@ def training_machine(run):
     import os
 
     import torch
-    from nucleiseg_lib.device import pick_device, resolve_amp
+    from nucleiseg_lib.device import pick_device, precision_name
     from nucleiseg_lib.training.checkpoint import load_checkpoint
     amp = load_checkpoint(run / "last.pt")["config"].get("amp", "auto")
     device = pick_device()
-    dtype = resolve_amp(device, amp)
     return dict(cores=os.cpu_count(), device=device.type, capability=torch.backends.cpu.get_cpu_capability(),
-                precision=str(dtype).replace("torch.", "") if dtype else "float32")
+                precision=precision_name(device, amp))
 
 
 def recalibrate(a, state=None, info_extra=None):

@@ -51,6 +51,15 @@ def resolve_amp(device, amp):
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
+def precision_name(device, amp):
+    """The precision a mixed-precision setting computes in on `device`, as a word: "bfloat16", "float16" or "float32".
+
+    What benchmark records say (:func:`resolve_amp` gives the dtype).
+    """
+    dtype = resolve_amp(device, amp)
+    return str(dtype).replace("torch.", "") if dtype else "float32"
+
+
 def autocast_for(device, amp):
     """The ``torch.autocast`` context of a mixed-precision setting (see :func:`resolve_amp`).
 

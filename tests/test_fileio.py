@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from nucleiseg_lib.device import pick_device
+from nucleiseg_lib.device import pick_device, precision_name
 from nucleiseg_lib.fileio import atomic_path, atomic_write
 from nucleiseg_lib.progress import bars_wanted, progress_bar
 
@@ -64,3 +64,11 @@ def test_bars_only_on_a_terminal():
     assert not bars_wanted(False, Tty())
     bar = progress_bar(range(3), progress=True)      # pytest captures stderr: not a terminal
     assert bar.disable and list(bar) == [0, 1, 2]
+
+
+def test_precision_name_says_what_amp_resolves_to():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert precision_name(cpu, "off") == precision_name(cuda, "off") == "float32"
+    assert precision_name(cuda, "auto") == precision_name(cpu, "fp16") == "float16"
+    assert precision_name(cpu, "bf16") == "bfloat16"
+    assert precision_name(cpu, "auto") in ("bfloat16", "float32")   # bf16 only where this CPU computes it natively
