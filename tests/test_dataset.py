@@ -51,6 +51,17 @@ def test_crop_mode_gives_the_asked_size_and_is_reproducible():
     assert not torch.equal(ds[0][0], x1)                        # another epoch: another crop/augmentation
 
 
+def test_warp_reaches_the_crops_only_when_augmenting():
+    image, labels = two_squares(40, 50)
+    kw = dict(mode="crop", size=16, seed=3, targets=("mask",))
+    plain = NucleiDataset({"a": (image, labels)}, ["a"], augment=True, **kw)[0]
+    warped = NucleiDataset({"a": (image, labels)}, ["a"], augment=True, warp=1.0, **kw)[0]
+    assert warped[0].shape == (3, 16, 16) and not torch.equal(warped[0], plain[0])
+    plain = NucleiDataset({"a": (image, labels)}, ["a"], augment=False, **kw)[0]
+    unaugmented = NucleiDataset({"a": (image, labels)}, ["a"], augment=False, warp=1.0, **kw)[0]
+    assert torch.equal(unaugmented[0], plain[0]) and torch.equal(unaugmented[1], plain[1])
+
+
 def test_resize_mode_squashes_to_size():
     image, labels = two_squares()
     x, y = NucleiDataset({"a": (image, labels)}, ["a"], mode="resize", size=24)[0]

@@ -315,6 +315,8 @@ def test_weight_average_follows_the_formula_and_copies_counters():
         get_recipe("cpu", ema_warmup=1).check()
     with pytest.raises(ValueError, match="blur=1.5"):
         get_recipe("cpu", blur=1.5).check()
+    with pytest.raises(ValueError, match="warp=-0.1"):
+        get_recipe("cpu", warp=-0.1).check()
 
 
 def test_averaged_run_keeps_the_average_as_best_and_resumes_exactly(tmp_path, tiny_data):

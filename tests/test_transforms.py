@@ -393,3 +393,64 @@ def test_colour_augmentation_blur_spreads_a_bright_block_and_is_off_by_default()
     # with a reference (norm="image"), only the crop is blurred: the reference keeps its sharp edge
     out, ref = augment_colour(img, np.random.default_rng(0), reference=img.copy(), blur=1.0)
     assert halo(out) > 0.06 and abs(halo(ref)) < 0.03
+
+
+def _ellipses(h=300, w=400):
+    """Labels of a grid of 20x10 px ellipses, and the image that shows them (1 inside, 0 outside)."""
+    yy, xx = np.mgrid[:h, :w]
+    lab = np.zeros((h, w), np.int32)
+    k = 1
+    for cy in range(30, h, 60):
+        for cx in range(30, w, 60):
+            lab[((yy - cy) / 20) ** 2 + ((xx - cx) / 10) ** 2 <= 1] = k
+            k += 1
+    return np.repeat((lab > 0).astype(np.float32)[..., None], 3, axis=2), lab
+
+
+def test_warped_crop_keeps_image_and_labels_together_at_any_scale():
+    from nucleiseg_lib.data.transforms import warped_crop
+    img, lab = _ellipses()
+    rng = np.random.default_rng(0)
+    for s in (0.5, 1.0, 2.0):
+        out, labels = warped_crop(img, lab, 96, rng, s)
+        assert out.shape == (96, 96, 3) and out.dtype == np.float32
+        assert labels.shape == (96, 96) and labels.dtype == np.int32
+        assert set(np.unique(labels)) <= set(np.unique(lab))          # labels are sampled, never mixed
+        assert ((out[..., 0] > 0.5) == (labels > 0)).mean() > 0.97     # the nuclei are where their labels are
+
+
+def test_warped_crop_turns_nuclei_that_quarter_turns_cannot():
+    from nucleiseg_lib.data.transforms import warp_matrix, warped_crop
+    img, lab = _ellipses()
+    rng = np.random.default_rng(1)
+    angles = []
+    for _ in range(6):
+        _, labels = warped_crop(img, lab, 128, rng)
+        ys, xs = np.nonzero(labels == np.bincount(labels.ravel())[1:].argmax() + 1)  # the largest nucleus
+        cov = np.cov(np.stack([ys, xs]))
+        angles.append(np.degrees(np.arctan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1])) / 2)
+    # upright ellipses (long axis vertical: 0 degrees) come out leaning at angles other than 0 and 90
+    assert any(10 < abs(a) < 80 for a in angles)
+    m = warp_matrix(np.random.default_rng(2), s=2.0)
+    assert m.shape == (2, 2) and 0.2 < abs(np.linalg.det(m)) < 0.3    # area shrinks by s^2 = 4, stretch keeps area
+
+
+def test_random_crop_without_warp_draws_what_it_drew_before():
+    img, lab = _ellipses()
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    x1, y1 = random_crop(img, lab, 64, a, (0.5, 2.0))
+    x2, y2 = random_crop(img, lab, 64, b, (0.5, 2.0), warp=0.0)
+    assert np.array_equal(x1, x2) and np.array_equal(y1, y2) and a.random() == b.random()
+    c = np.random.default_rng(3)
+    random_crop(img, lab, 64, c, (0.5, 2.0), warp=1.0)                # a warp draws more
+    assert c.random() != np.random.default_rng(3).random()
+
+
+def test_warped_crop_of_a_small_image_pads_labels_as_asked():
+    from nucleiseg_lib.data.transforms import warped_crop
+    img, lab = _ellipses(60, 60)
+    out, bg = warped_crop(img, lab, 128, np.random.default_rng(4), 0.5)
+    _, mirrored = warped_crop(img, lab, 128, np.random.default_rng(4), 0.5, pad_labels="reflect")
+    assert out.shape == (128, 128, 3)
+    assert (mirrored > 0).sum() > (bg > 0).sum() > 0                   # mirrored nuclei: background or nuclei
+    assert set(np.unique(mirrored)) <= set(np.unique(lab))

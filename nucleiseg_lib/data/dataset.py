@@ -51,6 +51,9 @@ class NucleiDataset(torch.utils.data.Dataset):
         reproducible whatever the number of loader workers, and resumes exactly.
     scale : (float, float)
         Range of the scale jitter in "crop" mode when augmenting.
+    warp : float
+        Chance that an augmented crop is cut turned by any angle, stretched and sheared
+        (:func:`~nucleiseg_lib.data.transforms.warped_crop`); 0: never.
     repeats : int
         Items per image per epoch (each a different random crop).
     input : {"rgb", "grey", "nuclei"}
@@ -92,7 +95,8 @@ class NucleiDataset(torch.utils.data.Dataset):
 
     def __init__(self, samples, ids, mode="crop", size=256, augment=False, targets=("mask",), seed=0,
                  scale=(0.5, 2.0), repeats=1, input="rgb", contour_width=1, colour="mix", paste=0, norm="crop",
-                 touch=0, pad_labels="background", blur=0.0, touch_weight=0.0):
+                 touch=0, pad_labels="background", blur=0.0, touch_weight=0.0,
+                 warp=0.0):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if norm not in NORMS:
@@ -105,6 +109,7 @@ class NucleiDataset(torch.utils.data.Dataset):
         if touch_weight and "contour" not in self.targets:
             raise ValueError("touch_weight weighs the contour target: add 'contour' to targets")
         self.touch_weight = float(touch_weight)
+        self.warp = float(warp)
         self.epoch = 0
         self._channels = {}  # id -> scaled one-channel input of the whole image, shape (H, W, 1)
         self._references = {}  # id -> (inverted?, image_sample of the whole image, inverted if so)
@@ -139,7 +144,8 @@ class NucleiDataset(torch.utils.data.Dataset):
         image = self._channel(sid, image) if self.input != "rgb" else np.asarray(image, np.float32)
         if self.mode == "crop":
             scale = self.scale if self.augment else (1.0, 1.0)
-            image, labels = random_crop(image, labels, self.size, rng, scale, self.pad_labels)
+            image, labels = random_crop(image, labels, self.size, rng, scale, self.pad_labels,
+                                        self.warp if self.augment else 0.0)
         elif self.mode == "resize":
             image, labels = resize(image, labels, (self.size, self.size))
         if self.augment and self.paste:

@@ -394,17 +394,21 @@ def reflect_labels(labels, pad, copies=False):
     return out.astype(np.int32)
 
 
-def random_crop(image, labels, size, rng, scale=(1.0, 1.0), pad_labels="background"):
-    """A random `size` x `size` window at native resolution, optionally rescaled.
+def random_crop(image, labels, size, rng, scale=(1.0, 1.0), pad_labels="background", warp=0.0):
+    """A random `size` x `size` window at native resolution, optionally rescaled or warped.
 
     A window of ``size / s`` pixels (``s`` drawn log-uniformly from `scale`) is cut
     and resized to `size`, so ``s > 1`` magnifies the nuclei. Images smaller than the
     window are padded by reflection; their labels as `pad_labels` says (:data:`PAD_LABELS`):
     with background (the default), or by reflection too (:func:`reflect_labels`).
+    With chance `warp` the window is instead turned, stretched and sheared (:func:`warped_crop`);
+    0 (the default) draws nothing, so the random stream is the one of a plain crop.
     """
     if pad_labels not in PAD_LABELS:
         raise ValueError(f"unknown pad_labels {pad_labels!r}; use one of {PAD_LABELS}")
     s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1])))) if scale != (1.0, 1.0) else 1.0
+    if warp and rng.random() < warp:
+        return warped_crop(image, labels, size, rng, s, pad_labels)
     win = max(8, int(round(size / s)))
     h, w = labels.shape
     if h < win or w < win:
@@ -421,6 +425,68 @@ def random_crop(image, labels, size, rng, scale=(1.0, 1.0), pad_labels="backgrou
     if win != size:
         image, labels = resize(image, labels, (size, size))
     return np.asarray(image, np.float32), labels
+
+
+def warp_matrix(rng, s=1.0, stretch=1.3, shear=0.2):
+    """A random 2x2 map from crop offsets to image offsets (pixels): any turn, a stretch and a shear.
+
+    ``R(angle) @ [[a, shear], [0, 1 / a]] / s`` with the angle drawn from the whole circle, ``a``
+    log-uniformly from ``[1 / stretch, stretch]`` and the shear uniformly from ``[-shear, shear]``: nuclei
+    come out in every orientation and in shapes (longer, leaning) that flips and quarter turns do not make.
+    """
+    angle = rng.uniform(-np.pi, np.pi)
+    a = float(np.exp(rng.uniform(-np.log(stretch), np.log(stretch))))
+    k = rng.uniform(-shear, shear)
+    c, n = np.cos(angle), np.sin(angle)
+    return np.array([[c, -n], [n, c]]) @ np.array([[a, k], [0.0, 1.0 / a]]) / s
+
+
+def warped_crop(image, labels, size, rng, s=1.0, pad_labels="background"):
+    """A `size` x `size` crop cut along a random turn, stretch and shear (:func:`warp_matrix`), scaled by `s`.
+
+    The window's centre is drawn so that the turned window lies inside the image where the image is
+    large enough (else at the image's centre); what lies outside is the image mirrored, labelled as
+    `pad_labels` says (as :func:`random_crop`). The image is sampled bilinearly, after a Gaussian blur
+    where the window shrinks it (against aliasing); the labels by nearest neighbour.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C), float
+    labels : ndarray, shape (H, W), int
+    size : int
+    rng : numpy.random.Generator
+    s : float
+        Magnification (as in :func:`random_crop`).
+    pad_labels : {"background", "reflect", "copies"}
+
+    Returns
+    -------
+    image : ndarray, shape (size, size, C), float32
+    labels : ndarray, shape (size, size), int32
+    """
+    from scipy import ndimage
+    m = warp_matrix(rng, s)
+    half = (size - 1) / 2
+    reach = np.abs(m).sum(axis=1) * half + 2           # half the extent of the turned window, per axis
+    h, w = labels.shape
+    centre = [rng.uniform(r, n - r) if n > 2 * r else n / 2 for r, n in zip(reach, (h, w))]
+    lo = [int(np.floor(c - r)) for c, r in zip(centre, reach)]
+    hi = [int(np.ceil(c + r)) + 1 for c, r in zip(centre, reach)]
+    inner = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, (h, w)))
+    pad = tuple((max(0, -a), max(0, b - n)) for a, b, n in zip(lo, hi, (h, w)))
+    img, lab = np.asarray(image, np.float32)[inner], np.asarray(labels)[inner]
+    if any(p for pair in pad for p in pair):
+        img = np.pad(img, pad + ((0, 0),), mode="reflect" if min(img.shape[:2]) > 1 else "edge")
+        lab = (np.pad(lab, pad, mode="constant") if pad_labels == "background"
+               else reflect_labels(lab, pad, copies=pad_labels == "copies"))
+    shrink = float(np.linalg.norm(m, 2))               # the most the window shrinks the image, along any axis
+    if shrink > 1:
+        img = ndimage.gaussian_filter(img, sigma=(0.5 * (shrink - 1),) * 2 + (0,))
+    offset = np.array([c - a for c, a in zip(centre, lo)]) - m @ np.array([half, half])
+    out = np.stack([ndimage.affine_transform(img[..., c], m, offset, (size, size), order=1, mode="nearest")
+                    for c in range(img.shape[2])], axis=2)
+    lab = ndimage.affine_transform(lab.astype(np.int32), m, offset, (size, size), order=0, mode="nearest")
+    return out.astype(np.float32), lab.astype(np.int32)
 
 
 def paste_nuclei(image, labels, rng, most=8, tries=10):
