@@ -14,8 +14,8 @@ It also says how far the target of 0.5 s/MP is from what the model costs: the ne
 per megapixel (counted by :class:`torch.utils.flop_counter.FlopCounterMode`), the rate this CPU reaches on a
 large matrix product in the precision the predictor computes in (a practical ceiling for convolutions), and the
 time those two give as a floor, for the model and for thinner ones (``base``: the channels of the first level),
-and the forward time with the batch normalisations folded into the convolutions (what :class:`Predictor` runs)
-against the model as trained.
+and the forward time of the model as trained, with its batch normalisations folded into the convolutions, and as
+:class:`Predictor` runs it (also each ReLU inside its convolution), in the predictor's precision.
 """
 
 import argparse
@@ -107,15 +107,18 @@ def compute_floor(pred, forward_seconds_per_mp):
 
 
 def fusion_gain(pred, repeats, side=1024):
-    """Forward seconds per megapixel of the predictor's model (batch normalisation folded into the convolutions,
-    :func:`nucleiseg_lib.model.fuse_batch_norm`) and of the checkpoint's model as trained, on one side x side input,
-    timed alternately (median of `repeats` each)."""
+    """Forward seconds per megapixel of the checkpoint's model as trained, with its batch normalisations folded
+    into the convolutions (:func:`nucleiseg_lib.model.fuse_batch_norm`), and as the predictor runs it (also each
+    ReLU applied inside its convolution, :func:`nucleiseg_lib.model.fuse_relu`, where this PyTorch can), on one
+    side x side input in the predictor's precision, timed alternately (median of `repeats` each)."""
+    from nucleiseg_lib.device import autocast_for
+    from nucleiseg_lib.model import fuse_batch_norm
     from nucleiseg_lib.training.checkpoint import build_model
     x = torch.randn(1, pred.model.config["in_channels"], side, side).contiguous(memory_format=torch.channels_last)
     trained = build_model(pred.state).to(memory_format=torch.channels_last)
-    models = {"fused": pred.model, "as trained": trained}
+    models = {"as trained": trained, "batch norm folded": fuse_batch_norm(trained), "as predicted": pred.model}
     times = {name: [] for name in models}
-    with torch.no_grad():
+    with torch.no_grad(), autocast_for(torch.device("cpu"), "auto"):
         for model in models.values():
             model(x)
         for _ in range(repeats):  # alternately, so that a slow spell of a shared machine hits both
@@ -158,8 +161,8 @@ def main():
     forward = (summary["tta on"] - summary["tta off"]) / 3
     out["forward_seconds_per_megapixel"] = round(forward, 3)
     out["compute_floor"] = compute_floor(pred, forward)
-    out["forward_seconds_per_megapixel_batch_norm"] = fusion_gain(pred, max(3, a.repeats))
-    print(json.dumps(out["forward_seconds_per_megapixel_batch_norm"]))
+    out["forward_seconds_per_megapixel_fusion"] = fusion_gain(pred, max(3, a.repeats))
+    print(json.dumps(out["forward_seconds_per_megapixel_fusion"]))
     print(json.dumps(out["compute_floor"]))
     Path(a.json).write_text(json.dumps(out, indent=2))
     print(json.dumps(dict(median_seconds_per_megapixel=summary,

@@ -108,6 +108,73 @@ def fuse_batch_norm(model):
     return fused
 
 
+def _conv_relu_op():
+    """oneDNN's convolution with its ReLU fused (the operation PyTorch's compiler emits on a CPU), or None."""
+    try:
+        return torch.ops.mkldnn._convolution_pointwise.default
+    except (AttributeError, RuntimeError):
+        return None
+
+
+class ConvReLU(nn.Module):
+    """A convolution and the ReLU after it as one pass over the feature map (oneDNN, CPU, inference only).
+
+    Computes in `dtype` (bf16 where the predictor autocasts to it, else fp32): the values of the
+    convolution then the ReLU, to the rounding of `dtype` (oneDNN may pick another kernel for the pair).
+    """
+
+    def __init__(self, conv, dtype=torch.float32):
+        super().__init__()
+        self.conv, self.dtype, self.op = conv, dtype, _conv_relu_op()
+
+    def forward(self, x):
+        c = self.conv
+        return self.op(x.to(self.dtype), c.weight.to(self.dtype), None if c.bias is None else c.bias.to(self.dtype),
+                       list(c.padding), list(c.stride), list(c.dilation), c.groups, "relu", [], "")
+
+
+def fuse_relu(model, dtype=torch.float32):
+    """A copy of an inference model whose convolution + ReLU pairs each run as one operation (CPU).
+
+    Where a U-Net's channels are few (16 at base 16) a ReLU costs almost as much as the convolution before it
+    (one more pass over the feature map, a fifth of a base-16 U-Net's CPU time: ``benchmarks/predict_speed.py``),
+    so oneDNN applies it while the convolution's result is still in cache. Use after
+    :func:`fuse_batch_norm`. Where this PyTorch has no such operation, or it fails or disagrees (beyond
+    rounding) on a test input, `model` is returned unchanged: the fusion is for speed only.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, on the CPU, in eval mode
+    dtype : torch.dtype
+        The precision the model computes in (``torch.bfloat16`` under bf16 autocast).
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    import copy
+    if _conv_relu_op() is None:
+        return model
+    fused = copy.deepcopy(model).eval()
+    for seq in fused.modules():
+        if isinstance(seq, nn.Sequential):
+            for i in range(len(seq) - 1):
+                j = i + 1
+                while j < len(seq) - 1 and isinstance(seq[j], nn.Identity):  # a batch norm folded away
+                    j += 1
+                if isinstance(seq[i], nn.Conv2d) and isinstance(seq[j], nn.ReLU):
+                    seq[i], seq[j] = ConvReLU(seq[i], dtype), nn.Identity()
+    try:
+        in_channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+        x = torch.rand(1, in_channels, 32, 32, generator=torch.Generator().manual_seed(0))
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            same = torch.allclose(model(x).float(), fused(x).float(), rtol=1e-2, atol=1e-2)
+    except RuntimeError:
+        same = False
+    return fused if same else model
+
+
 def count_parameters(model):
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -88,3 +88,30 @@ def test_fuse_batch_norm_keeps_the_outputs_and_leaves_the_model_alone():
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 18          # the original keeps its 18
     plain = UNet(base=4)
     assert [n for n, _ in fuse_batch_norm(plain).named_parameters()] == [n for n, _ in plain.named_parameters()]
+
+
+def test_fuse_relu_gives_the_same_maps_in_fp32_and_bf16_to_their_rounding():
+    from torch import nn
+
+    from nucleiseg_lib.model import ConvReLU, _conv_relu_op, fuse_batch_norm, fuse_relu
+    if _conv_relu_op() is None:
+        pytest.skip("this PyTorch has no oneDNN convolution with a fused ReLU (fuse_relu then changes nothing)")
+    torch.manual_seed(0)
+    model = UNet(base=4, out_channels=2).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 37, 50).contiguous(memory_format=torch.channels_last)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+        fused = fuse_relu(model, dtype)
+        assert sum(isinstance(m, ConvReLU) for m in fused.modules()) == 18           # every conv + ReLU pair
+        assert not any(isinstance(m, ConvReLU) for m in model.modules())           # the original is left alone
+        with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            torch.testing.assert_close(fused(x).float(), model(x).float(), rtol=tol, atol=tol)
+    assert isinstance(fused.down[0][0], ConvReLU) and isinstance(fused.down[0][1], nn.Identity)
+    bn = fuse_batch_norm(UNet(base=4, out_channels=2, batch_norm=True).eval())   # conv, identity, ReLU: fused too
+    assert sum(isinstance(m, ConvReLU) for m in fuse_relu(bn).modules()) == 18
+
+
+def test_fuse_relu_leaves_the_model_unchanged_where_the_operation_is_missing(monkeypatch):
+    import nucleiseg_lib.model as model_module
+    model = UNet(base=4).eval()
+    monkeypatch.setattr(model_module, "_conv_relu_op", lambda: None)
+    assert model_module.fuse_relu(model) is model

@@ -6,9 +6,9 @@ import torch.nn.functional as F
 
 from ..data.stats import nucleus_areas
 from ..data.transforms import normalize_image
-from ..device import autocast_for, pick_device
+from ..device import autocast_for, pick_device, resolve_amp
 from ..metrics import dsb_score, evaluate_image, nucleus_outcomes, summarize
-from ..model import fuse_batch_norm
+from ..model import fuse_batch_norm, fuse_relu
 from ..progress import progress_bar
 from ..training.checkpoint import all_weights, build_model, load_checkpoint, save_checkpoint
 from .postprocess import DEFAULT_POSTPROCESS, postprocess_proba, postprocess_settings
@@ -53,6 +53,9 @@ class Predictor:
         self.models = [fuse_batch_norm(build_model({**self.state, "model": weights}, self.path)).to(
             self.device, memory_format=torch.channels_last)
             for weights in all_weights(self.state, self.path)]
+        if self.device.type == "cpu":  # each ReLU applied inside its convolution: the same maps, faster
+            dtype = resolve_amp(self.device, "auto") or torch.float32
+            self.models = [fuse_relu(model, dtype) for model in self.models]
         self.model = self.models[0]
         self.tta = tta
         self.input = (self.state.get("config") or {}).get("input", "rgb")
