@@ -360,3 +360,62 @@ def test_step_shares_follow_the_capped_decay():
     # a warm-up of 2 lets 0.998 act after 498 updates: the average reaches further back
     np.testing.assert_allclose(step_shares(0.5, 3, warmup=2), [(1 - 0.5) * 0.5 * 0.5, 0.5 * 0.5, 0.5])
     assert step_shares(0.998, 805, warmup=2)[-200:].sum() < 0.5 < step_shares(0.998, 805)[-200:].sum()
+
+
+def test_mix_styles_mixes_statistics_between_items_and_keeps_the_content():
+    from nucleiseg_lib.training.mixstyle import mix_styles
+    torch.manual_seed(0)
+    base = torch.randn(1, 3, 8, 8)
+    x = torch.cat([base * s + m for s, m in ((1, 0), (2, 5), (0.5, -3), (3, 1))])   # one content, four styles
+    out = mix_styles(x, alpha=0.5)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    means, outs = x.mean(dim=(2, 3)), out.mean(dim=(2, 3))
+    assert torch.all(outs >= means.min(0).values - 1e-4) and torch.all(outs <= means.max(0).values + 1e-4)
+    assert not torch.allclose(outs, means, atol=1e-3)                 # some item took another's style
+    z = (out - out.mean(dim=(2, 3), keepdim=True)) / out.std(dim=(2, 3), keepdim=True)
+    zb = (base - base.mean(dim=(2, 3), keepdim=True)) / base.std(dim=(2, 3), keepdim=True)
+    torch.testing.assert_close(z, zb.expand_as(z), rtol=1e-3, atol=1e-3)  # the content is untouched
+    assert torch.equal(mix_styles(x[:1]), x[:1])                       # one item: nothing to mix with
+    assert mix_styles(x.to(torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_mixstyle_hooks_act_in_training_only_and_come_off():
+    from nucleiseg_lib.model import UNet
+    from nucleiseg_lib.training.mixstyle import add_mixstyle
+    torch.manual_seed(0)
+    model = UNet(base=4)
+    x = torch.randn(4, 3, 32, 32)
+    model.train()
+    plain = model(x).detach()
+    assert add_mixstyle(model, 0.0) == []
+    handles = add_mixstyle(model, 1.0)
+    assert len(handles) == 2
+    assert not torch.allclose(model(x).detach(), plain)
+    model.eval()
+    with torch.no_grad():
+        evaluated = model(x)
+    for h in handles:
+        h.remove()
+    with torch.no_grad():
+        assert torch.equal(model(x), evaluated)                        # eval mode: the hooks did nothing
+    model.train()
+    assert torch.equal(model(x).detach(), plain)
+    with pytest.raises(ValueError, match="mixstyle=2"):
+        get_recipe("cpu", mixstyle=2).check()
+
+
+def test_run_with_mixstyle_resumes_exactly_and_saves_no_hooks(tmp_path, tiny_data):
+    _, samples, train, val = tiny_data
+    quiet = dict(device="cpu", progress=False, log=lambda *a, **k: None)
+    cfg = tiny_config(epochs=2, mixstyle=1.0)
+    straight = Trainer(tmp_path / "straight", cfg, **quiet).fit(model := make_model(cfg),
+                                                                  TrainData(samples, train, val))
+    assert not model.down[0]._forward_hooks                            # taken off after training
+    Trainer(tmp_path / "resumed", tiny_config(epochs=1, mixstyle=1.0), **quiet).fit(make_model(cfg),
+                                                                                    TrainData(samples, train, val))
+    resumed = Trainer(tmp_path / "resumed", cfg, **quiet).fit(make_model(cfg), TrainData(samples, train, val))
+    assert strip_time(resumed) == strip_time(straight)
+    assert_same_weights(tmp_path / "straight" / "last.pt", tmp_path / "resumed" / "last.pt")
+    plain = Trainer(tmp_path / "plain", tiny_config(epochs=2), **quiet).fit(make_model(cfg),
+                                                                            TrainData(samples, train, val))
+    assert strip_time(plain) != strip_time(straight)                   # the mixing changed training

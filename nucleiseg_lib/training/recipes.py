@@ -44,6 +44,7 @@ class TrainConfig:
     norm: str = "crop"            # "rgb" crops inverted and standardised by the "crop" or by its whole "image" (data.dataset)
     scale: tuple = (0.5, 2.0)
     warp: float = 0.0             # chance of a crop turned by any angle, stretched and sheared (data.transforms.warped_crop)
+    mixstyle: float = 0.0         # chance that a batch's feature statistics are mixed in 2 encoder blocks (training.mixstyle)
     seed: int = 0
     split_seed: int = -1          # seed of the split; -1: the same as seed (data.split.split_seed)
     val_fraction: float = 0.1
@@ -80,6 +81,7 @@ class TrainConfig:
                        ema_warmup=(lambda v: v > 1, "a number greater than 1"),
                        blur=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
                        warp=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
+                       mixstyle=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
                        touch_weight=(lambda v: v >= 0, "a number >= 0"))
         for name, (ok, words) in numbers.items():
             value = getattr(self, name)

@@ -24,6 +24,7 @@ from ..progress import progress_bar
 from .average import WeightAverage
 from .checkpoint import load_checkpoint, model_state, rng_state, save_checkpoint, save_json, set_rng_state
 from .losses import segmentation_loss
+from .mixstyle import add_mixstyle
 
 
 _autocast = autocast_for   # the old private name (benchmarks of earlier versions)
@@ -126,6 +127,16 @@ class Trainer:
         auto = min(4, os.cpu_count() or 1) if dev.type == "cuda" else 0
         workers = cfg.num_workers if cfg.num_workers >= 0 else auto
         split = {**data.split(), "train": list(train_ids)}
+        mixing = add_mixstyle(model, cfg.mixstyle)  # training-time hooks only: nothing of them is saved
+        try:
+            self._epochs(model, opt, scaler, train_ds, val_ds, data, history, start, workers, weights, average, split)
+        finally:
+            for handle in mixing:
+                handle.remove()
+        return history
+
+    def _epochs(self, model, opt, scaler, train_ds, val_ds, data, history, start, workers, weights, average, split):
+        cfg, val_ids = self.cfg, data.val_ids
         for epoch in range(start, cfg.epochs):
             t0 = time.time()
             for g in opt.param_groups:
@@ -148,7 +159,6 @@ class Trainer:
             save_json(history, self.run_dir / "history.json")
             self.log(f"  train_loss {train_loss:.4f}  val_loss {_fmt(val_loss)}  val_iou {_fmt(val_iou)}  "
                      f"({history[-1]['seconds']:.1f} s)", flush=True)
-        return history
 
     def _train_epoch(self, model, opt, scaler, ds, epoch, workers, weights=None, average=None):
         cfg, dev = self.cfg, self.device
