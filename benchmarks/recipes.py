@@ -3,6 +3,7 @@
     python benchmarks/recipes.py train --name cpu [--recipe cpu] [--epochs N] [--set KEY=VALUE ...]
     python benchmarks/recipes.py calibrate --name cpu --out cpu-pp   # a run's best.pt, post-processing chosen anew
         [--seed-splits H ...] [--contour-thresholds C ...]          # what validation may choose from
+        [--seed-split-sizes F ...]
     python benchmarks/recipes.py ensemble --name a --with b c --out abc   # one checkpoint of 3 runs' weights
     python benchmarks/recipes.py evaluate --name cpu        # -> benchmarks/results/cpu.json
     python benchmarks/recipes.py table                      # -> benchmarks/results/ablation.md and README.md
@@ -89,6 +90,8 @@ def recalibrate(a, state=None, info_extra=None):
     extra = {} if a.seed_splits is None else dict(seed_splits=tuple(a.seed_splits))
     if a.contour_thresholds is not None:
         extra["contour_thresholds"] = tuple(a.contour_thresholds)
+    if a.seed_split_sizes is not None:
+        extra["seed_split_sizes"] = tuple(a.seed_split_sizes)
     chosen = calibrate(out / "best.pt", samples, split["val"], progress=False, train_ids=split["train"], **extra)
     train_info = RESULTS / f"{a.name}_train.json"
     info = json.loads(train_info.read_text()) if train_info.exists() else {}
@@ -116,8 +119,9 @@ def variants(pp, everything=True):
         rows.append((names["watershed"], None, dict(method="watershed"), {}))
     if pp.get("method") == "distance":
         rows.append((names["distance"], None, dict(method="distance"), {}))
-    if pp.get("seed_split", 0.0):
-        rows.append(("validation-chosen post-processing without the seed split", None, dict(seed_split=0.0), {}))
+    if pp.get("seed_split", 0.0) or pp.get("seed_split_size", 0.0):
+        rows.append(("validation-chosen post-processing without the seed split", None,
+                     dict(seed_split=0.0, seed_split_size=0.0), {}))
     if pp.get("seed_opening", 1) != 1 or pp.get("min_score", 0.0):
         method = pp.get("method", "cc")
         short = {"cc": "connected components", "watershed": "watershed", "distance": "distance watershed"}[method]
@@ -245,13 +249,15 @@ def main():
         if name == "ensemble":
             s.add_argument("--with", dest="members", nargs="+", required=True, metavar="NAME",
                            help="the other runs whose weights join runs/<name>'s")
-            s.set_defaults(seed_splits=None, contour_thresholds=None)
+            s.set_defaults(seed_splits=None, contour_thresholds=None, seed_split_sizes=None)
         if name == "calibrate":
             s.add_argument("--seed-splits", type=float, nargs="+", metavar="H",
                            help="seed splits to choose from (default: inference.calibrate's, 0 and 1; 0 = none)")
             s.add_argument("--contour-thresholds", type=float, nargs="+", metavar="C",
                            help="contour thresholds of the watershed seeds to choose from (default: "
                                 "inference.calibrate's)")
+            s.add_argument("--seed-split-sizes", type=float, nargs="+", metavar="F",
+                           help="seed splits at F x each image's median seed radius, also offered (default: none)")
         if name == "train":
             s.add_argument("--recipe", default="cpu")
             s.add_argument("--epochs", type=int)

@@ -252,6 +252,25 @@ def test_split_seeds_cuts_a_dumbbell_and_keeps_single_nuclei_whole():
     assert split_seeds(np.zeros((5, 5), bool), 1.0).max() == 0
 
 
+def test_split_height_follows_the_median_seed_and_label_instances_uses_it():
+    from nucleiseg_lib.inference.postprocess import split_height
+    seeds = np.zeros((40, 80), bool)
+    seeds[2:12, 2:12] = True                                   # areas 100, 400 and 900: the median is 400
+    seeds[2:22, 20:40] = True
+    seeds[5:35, 45:75] = True
+    assert split_height(seeds, 0.1) == pytest.approx(0.1 * np.sqrt(400 / np.pi))
+    assert split_height(np.zeros((5, 5), bool), 0.1) == 0.0
+    small = _discs([(15, 15), (15, 24)], 5) | _discs([(15, 45)], 5)   # the seeds are the mask: no contour, no opening
+    prob, contour = small.astype(np.float32), np.zeros(small.shape, np.float32)
+    kw = dict(method="watershed", min_size=1, seed_opening=0, contour=contour)
+    by_size = label_instances(prob, 0.5, seed_split_size=0.12, **kw)
+    h = split_height(small, 0.12)
+    assert 0 < h < 1
+    assert np.array_equal(by_size, label_instances(prob, 0.5, seed_split=h, **kw))
+    assert np.array_equal(label_instances(prob, 0.5, seed_split=1.0, seed_split_size=0.0, **kw),
+                          label_instances(prob, 0.5, seed_split=1.0, **kw))    # 0: the fixed height as before
+
+
 def test_split_seeds_asks_for_h_maxima_only_where_there_can_be_two():
     """The fast count bounds the h-maxima regions from above on ragged, touching, random blobs."""
     from scipy import ndimage

@@ -16,10 +16,12 @@ RULE_LABELS = {"validation": "validation-optimal", "fixed": "fixed 0.5", "relati
 #: :func:`postprocess_settings`). ``seed_opening``: iterations of the binary opening that cleans watershed
 #: seeds; ``min_score``: instances whose mean nucleus probability is lower are dropped (0: none).
 #: ``seed_split``: seeds are split where their distance transform has several maxima this many px high (0: never).
+#: ``seed_split_size``: when not 0, that height is this fraction of the image's median seed radius instead
+#: (:func:`split_height`), so that small nuclei get a lower one.
 #: ``distance_threshold``: with ``method="distance"`` (a model with a distance channel), seeds are where the
 #: predicted distance to the nucleus edge is above it (1 at a nucleus's centre).
 DEFAULT_POSTPROCESS = dict(threshold=0.5, method="cc", min_size=8, contour_threshold=0.5, seed_opening=1,
-                           min_score=0.0, seed_split=0.0, distance_threshold=0.5)
+                           min_score=0.0, seed_split=0.0, seed_split_size=0.0, distance_threshold=0.5)
 #: Instance methods: connected components, watershed from contour-cut seeds, watershed from distance peaks.
 METHODS = ("cc", "watershed", "distance")
 #: What :func:`~nucleiseg_lib.inference.calibrate` stores beside the settings: the validation sweeps.
@@ -77,7 +79,9 @@ def describe_postprocess(postprocess):
                   f"{pp['min_score']:g} dropped")
     if pp.get("method") == "distance":
         words += f", seeds where the predicted distance to the edge is above {pp.get('distance_threshold', 0.5):g}"
-    if pp.get("seed_split"):
+    if pp.get("seed_split_size"):
+        words += f", seeds split at distance maxima {pp['seed_split_size']:g} x the median seed radius high"
+    elif pp.get("seed_split"):
         words += f", seeds split at distance maxima {pp['seed_split']:g} px high"
     return words
 
@@ -256,8 +260,34 @@ def split_seeds(seeds, h, sigma=1.0):
     return out
 
 
+def split_height(seeds, fraction):
+    """The height of a size-relative seed split: `fraction` of the median inner radius of an image's seeds.
+
+    The radius of a seed is ``sqrt(area / pi)``, that of a disc of its area. A fixed height of 1 px
+    (what validation chose) is a tenth of the radius of a seed of the training set's median nucleus
+    and half the radius of the 80-px nuclei of some left-out experiments, too high to cut their necks;
+    0.5 px cut those, but over-split large stained nuclei (README, "a finer seed split"). A height
+    proportional to the image's own seed size gives each its own.
+
+    Parameters
+    ----------
+    seeds : ndarray, shape (H, W), bool
+    fraction : float
+
+    Returns
+    -------
+    float, pixels (0 where there are no seeds)
+    """
+    comps, n = ndimage.label(seeds)
+    if n == 0:
+        return 0.0
+    areas = np.bincount(comps.ravel())[1:]
+    return float(fraction * np.sqrt(np.median(areas) / np.pi))
+
+
 def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=None, contour_threshold=None,
-                    seed_opening=None, min_score=None, seed_split=None, distance=None, distance_threshold=None):
+                    seed_opening=None, min_score=None, seed_split=None, distance=None, distance_threshold=None,
+                    seed_split_size=None):
     """Nucleus instances from a foreground probability map.
 
     Parameters
@@ -285,6 +315,9 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
     seed_split : float, optional
         Watershed seeds are cut where their distance transform has maxima this many pixels
         high (:func:`split_seeds`; default 0: never).
+    seed_split_size : float, optional
+        When not 0, that height is this fraction of the median seed radius of the image
+        (:func:`split_height`) instead of `seed_split` (default 0).
     distance : ndarray, shape (H, W), optional
         Predicted distance to the nucleus edge, 1 at its centre (the model's third channel); needed by
         ``method="distance"``.
@@ -302,6 +335,7 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
     seed_opening = defaults["seed_opening"] if seed_opening is None else int(seed_opening)
     min_score = defaults["min_score"] if min_score is None else float(min_score)
     seed_split = defaults["seed_split"] if seed_split is None else float(seed_split)
+    seed_split_size = defaults["seed_split_size"] if seed_split_size is None else float(seed_split_size)
     mask = np.asarray(prob) > threshold
     if method == "cc":
         labels, _ = ndimage.label(mask)
@@ -321,6 +355,8 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
     if method == "distance" or contour is not None:
         if seed_opening > 0:
             seeds = ndimage.binary_opening(seeds, iterations=seed_opening)
+        if seed_split_size > 0:
+            seed_split = split_height(seeds, seed_split_size)
         markers = remove_small(split_seeds(seeds, seed_split), max(1, min_size // 4))
     else:
         from skimage.feature import peak_local_max
@@ -371,7 +407,8 @@ def postprocess_proba(prob, postprocess, rule=None):
         distance to the nucleus edge.
     postprocess : dict
         ``threshold``, ``method``, ``min_size``, ``contour_threshold`` and optionally ``seed_opening``,
-        ``min_score``, ``seed_split``, ``distance_threshold`` (defaults: :data:`DEFAULT_POSTPROCESS`).
+        ``min_score``, ``seed_split``, ``seed_split_size``, ``distance_threshold`` (defaults:
+        :data:`DEFAULT_POSTPROCESS`).
     rule : threshold rule or float, optional
         See :func:`find_threshold`; default "validation" (``postprocess["threshold"]``).
 
@@ -385,5 +422,5 @@ def postprocess_proba(prob, postprocess, rule=None):
     labels = label_instances(prob[0], t, contour, postprocess["method"], postprocess["min_size"],
                              postprocess["contour_threshold"], postprocess.get("seed_opening"),
                              postprocess.get("min_score"), postprocess.get("seed_split"), distance,
-                             postprocess.get("distance_threshold"))
+                             postprocess.get("distance_threshold"), postprocess.get("seed_split_size"))
     return dict(prob=prob, threshold=t, mask=prob[0] > t, labels=labels)

@@ -178,13 +178,15 @@ def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progres
 
 def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, contour_thresholds=(0.3, 0.5, 0.7),
               progress=True, train_ids=None, seed_openings=(1, 2, 3), min_scores=(0.0, 0.6, 0.7, 0.8),
-              seed_splits=(0.0, 1.0), distance_thresholds=(0.3, 0.4, 0.5, 0.6)):
+              seed_splits=(0.0, 1.0), distance_thresholds=(0.3, 0.4, 0.5, 0.6), seed_split_sizes=()):
     """Choose threshold and instance method on the validation split; store them in the checkpoint.
 
     The choice (threshold, instance method and, for watershed, the contour threshold
     that makes its seeds (`contour_thresholds`: a seed is where the contour probability is below it; 0.7 keeps
     more of each nucleus in its seed: README, "contour threshold 0.7") and whether seeds are split at their distance maxima, `seed_splits`:
-    see :func:`~nucleiseg_lib.inference.postprocess.split_seeds`; for a model with a distance channel,
+    see :func:`~nucleiseg_lib.inference.postprocess.split_seeds`, or at a height relative to each image's median
+    seed radius, `seed_split_sizes`: :func:`~nucleiseg_lib.inference.postprocess.split_height`, none by default;
+    for a model with a distance channel,
     also the "distance" method at each of `distance_thresholds`) maximises the mean DSB score
     over `val_ids`. A second, smaller sweep then tries, at that choice, each opening of the
     watershed seeds (`seed_openings`) and each minimum mean probability of an instance
@@ -222,12 +224,15 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
         seeded = method == "watershed" and has_contour
         # watershed seeds are the mask minus predicted contours: how sure must a contour be? split them further?
         if method == "distance":
-            choices = [dict(distance_threshold=float(d), seed_split=0.0) for d in distance_thresholds]
+            choices = [dict(distance_threshold=float(d), seed_split=0.0, seed_split_size=0.0)
+                       for d in distance_thresholds]
         elif seeded:
-            choices = [dict(contour_threshold=float(c), seed_split=float(p)) for c in contour_thresholds
-                       for p in seed_splits]
+            choices = [dict(contour_threshold=float(c), seed_split=float(p), seed_split_size=0.0)
+                       for c in contour_thresholds for p in seed_splits]
+            choices += [dict(contour_threshold=float(c), seed_split=0.0, seed_split_size=float(f))
+                        for c in contour_thresholds for f in seed_split_sizes]
         else:
-            choices = [dict(seed_split=0.0)]
+            choices = [dict(seed_split=0.0, seed_split_size=0.0)]
         for extra in choices:
             for t in thresholds:
                 sweep.append(dict(method=method, threshold=float(t), **extra,
