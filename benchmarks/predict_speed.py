@@ -110,7 +110,8 @@ def fusion_gain(pred, repeats, side=1024):
     """Forward seconds per megapixel of the checkpoint's model as trained, with its batch normalisations folded
     into the convolutions (:func:`nucleiseg_lib.model.fuse_batch_norm`), and as the predictor runs it (also each
     ReLU applied inside its convolution, :func:`nucleiseg_lib.model.fuse_relu`, where this PyTorch can), on one
-    side x side input in the predictor's precision, timed alternately (median of `repeats` each)."""
+    side x side input in the predictor's precision, timed alternately (median of `repeats` each), and the largest
+    change of a probability that each fusion makes."""
     from nucleiseg_lib.device import autocast_for
     from nucleiseg_lib.model import fuse_batch_norm
     from nucleiseg_lib.training.checkpoint import build_model
@@ -119,12 +120,15 @@ def fusion_gain(pred, repeats, side=1024):
     models = {"as trained": trained, "batch norm folded": fuse_batch_norm(trained), "as predicted": pred.model}
     times = {name: [] for name in models}
     with torch.no_grad(), autocast_for(torch.device("cpu"), "auto"):
-        for model in models.values():
-            model(x)
+        maps = {name: torch.sigmoid(model(x).float()) for name, model in models.items()}
         for _ in range(repeats):  # alternately, so that a slow spell of a shared machine hits both
             for name, model in models.items():
                 times[name].append(_timed(lambda: model(x)))
-    return {name: round(float(np.median(t)) / (side * side / 1e6), 3) for name, t in times.items()}
+    out = {name: round(float(np.median(t)) / (side * side / 1e6), 3) for name, t in times.items()}
+    # what each fusion changes: the largest change of a probability, against the form before it
+    names = list(models)
+    out["max_probability_change"] = {b: float((maps[b] - maps[a]).abs().max()) for a, b in zip(names, names[1:])}
+    return out
 
 
 def main():
