@@ -256,8 +256,9 @@ def main():
             s.add_argument("--contour-thresholds", type=float, nargs="+", metavar="C",
                            help="contour thresholds of the watershed seeds to choose from (default: "
                                 "inference.calibrate's)")
-            s.add_argument("--seed-split-sizes", type=float, nargs="+", metavar="F",
-                           help="seed splits at F x each image's median seed radius, also offered (default: none)")
+            s.add_argument("--seed-split-sizes", type=float, nargs="*", metavar="F",
+                           help="seed splits at F x each image's median seed radius, also offered (default: "
+                                "inference.calibrate's, 0.1 and 0.15; none: --seed-split-sizes with no value)")
         if name == "train":
             s.add_argument("--recipe", default="cpu")
             s.add_argument("--epochs", type=int)

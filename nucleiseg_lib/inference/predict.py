@@ -178,14 +178,16 @@ def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progres
 
 def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, contour_thresholds=(0.3, 0.5, 0.7),
               progress=True, train_ids=None, seed_openings=(1, 2, 3), min_scores=(0.0, 0.6, 0.7, 0.8),
-              seed_splits=(0.0, 1.0), distance_thresholds=(0.3, 0.4, 0.5, 0.6), seed_split_sizes=()):
+              seed_splits=(0.0, 1.0), distance_thresholds=(0.3, 0.4, 0.5, 0.6),
+              seed_split_sizes=(0.1, 0.15)):
     """Choose threshold and instance method on the validation split; store them in the checkpoint.
 
     The choice (threshold, instance method and, for watershed, the contour threshold
     that makes its seeds (`contour_thresholds`: a seed is where the contour probability is below it; 0.7 keeps
     more of each nucleus in its seed: README, "contour threshold 0.7") and whether seeds are split at their distance maxima, `seed_splits`:
     see :func:`~nucleiseg_lib.inference.postprocess.split_seeds`, or at a height relative to each image's median
-    seed radius, `seed_split_sizes`: :func:`~nucleiseg_lib.inference.postprocess.split_height`, none by default;
+    seed radius, `seed_split_sizes`: :func:`~nucleiseg_lib.inference.postprocess.split_height`; README, "seeds
+    split at a height relative to their size";
     for a model with a distance channel,
     also the "distance" method at each of `distance_thresholds`) maximises the mean DSB score
     over `val_ids`. A second, smaller sweep then tries, at that choice, each opening of the
