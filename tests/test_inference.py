@@ -311,12 +311,20 @@ def test_calibrate_chooses_the_seed_split_on_validation(tmp_path, checkpoint, ti
     chosen = calibrate(ck, samples, val, thresholds=[0.4, 0.5], progress=False, seed_openings=(1,), min_scores=(0.0,),
                        seed_splits=(0.0, 1.0))
     ws = [r for r in chosen["sweep"] if r["method"] == "watershed"]
-    # the smoke model has a contour channel: 3 contour thresholds x 2 splits x 2 thresholds
-    assert sorted({r["seed_split"] for r in ws}) == [0.0, 1.0] and len(ws) == 3 * 2 * 2
+    # the smoke model has a contour channel: 3 contour thresholds x (2 fixed splits + 2 by size) x 2 thresholds
+    fixed = [r for r in ws if r["seed_split_size"] == 0.0]
+    by_size = [r for r in ws if r["seed_split_size"] > 0.0]
+    assert sorted({r["seed_split"] for r in fixed}) == [0.0, 1.0] and len(fixed) == 3 * 2 * 2
+    assert sorted({r["seed_split_size"] for r in by_size}) == [0.1, 0.15] and len(by_size) == 3 * 2 * 2
+    assert all(r["seed_split"] == 0.0 for r in by_size)
     assert sorted({r["contour_threshold"] for r in ws}) == [0.3, 0.5, 0.7]
-    assert all(r["seed_split"] == 0.0 for r in chosen["sweep"] if r["method"] == "cc")
+    assert all(r["seed_split"] == 0.0 and r["seed_split_size"] == 0.0 for r in chosen["sweep"] if r["method"] == "cc")
     best = max(chosen["sweep"], key=lambda r: r["dsb_score"])
-    assert chosen["seed_split"] == best["seed_split"] and Predictor(ck).postprocess["seed_split"] == best["seed_split"]
+    for key in ("seed_split", "seed_split_size"):
+        assert chosen[key] == best[key] and Predictor(ck).postprocess[key] == best[key]
+    none = calibrate(ck, samples, val, thresholds=[0.5], progress=False, seed_openings=(1,), min_scores=(0.0,),
+                     seed_split_sizes=())                     # not offered: the sweep of before
+    assert all(r.get("seed_split_size", 0.0) == 0.0 for r in none["sweep"])
 
 
 def test_evaluate_predictions_can_say_what_happened_to_each_nucleus(checkpoint, tiny_data):  # noqa: F811
@@ -338,6 +346,8 @@ def test_describe_postprocess_names_only_what_was_chosen():
                                                           "probability under 0.7 dropped, seeds split at distance "
                                                           "maxima 1 px high")
     assert "split" not in describe_postprocess(dict(threshold=0.4, method="watershed", seed_split=0.0))
+    assert describe_postprocess(dict(threshold=0.4, method="watershed", seed_split=0.0, seed_split_size=0.1)) == (
+        "threshold 0.4, watershed, seeds split at distance maxima 0.1 x the median seed radius high")
     assert describe_postprocess(dict(threshold=0.6, method="watershed", contour_threshold=0.7)) == (
         "threshold 0.6, watershed from seeds where the contour probability is under 0.7")
     assert "contour" not in describe_postprocess(dict(threshold=0.6, method="cc", contour_threshold=0.7))

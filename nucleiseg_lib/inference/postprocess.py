@@ -264,9 +264,9 @@ def split_height(seeds, fraction):
     """The height of a size-relative seed split: `fraction` of the median inner radius of an image's seeds.
 
     The radius of a seed is ``sqrt(area / pi)``, that of a disc of its area. A fixed height of 1 px
-    (what validation chose) is a tenth of the radius of a seed of the training set's median nucleus
-    and half the radius of the 80-px nuclei of some left-out experiments, too high to cut their necks;
-    0.5 px cut those, but over-split large stained nuclei (README, "a finer seed split"). A height
+    (what validation chose) is a tenth of the radius of the training set's median nucleus and a fifth
+    of the radius of the 80-px nuclei of some left-out experiments, too high to cut many of their necks;
+    0.5 px cut more of those, but over-split large stained nuclei (README, "a finer seed split"). A height
     proportional to the image's own seed size gives each its own.
 
     Parameters

@@ -7,7 +7,7 @@ cpu        a laptop or this 2-core machine: native-resolution crops, augmentatio
            copy-pasted, a contour channel 1-3 px wide by nucleus area + watershed, BCE + Dice, a running
            average of the weights kept; 7 epochs: about 19 minutes in fp32 on a 2-core AVX2 CPU
            (benchmarks/results/cpu-ema_train.json), 4.7-7 in bf16 on 2-core AVX512-BF16 ones (cpu-bf16*_train.json,
-           ens-s*_train.json)
+           ens-s*_train.json), 5.1-5.4 on 2-core AMX-BF16 ones (amx-s*_train.json)
 gpu        the original architecture at base 64 with the same ideas, for a GPU; 32 epochs, 1.1 minutes of training
            on an H200 (benchmarks/results/gpu-check-e32_gpu_check.json)
 =========  =====================================================================
