@@ -209,7 +209,7 @@ def _maxima_regions(smooth, own, h):
     return ndimage.label((smooth >= top - tol) & high & own)[1]
 
 
-def split_seeds(seeds, h, sigma=1.0):
+def split_seeds(seeds, h, sigma=1.0, size_fraction=0.0):
     """Label watershed seeds, cutting a seed in two where its distance transform has two maxima.
 
     When the model predicts no contour between two touching nuclei, their seeds join into one
@@ -226,6 +226,8 @@ def split_seeds(seeds, h, sigma=1.0):
         0 labels the connected regions as they are.
     sigma : float
         Gaussian smoothing of the distance transform (pixels), so that a ragged outline makes no maxima.
+    size_fraction : float
+        When not 0, `h` is instead this fraction of the median radius of the seeds (:func:`split_height`).
 
     Returns
     -------
@@ -233,12 +235,14 @@ def split_seeds(seeds, h, sigma=1.0):
     """
     comps, n = ndimage.label(seeds)
     comps = comps.astype(np.int32, copy=False)
+    areas = np.bincount(comps.ravel()) if n else None
+    if size_fraction > 0 and n:
+        h = _median_radius(areas[1:]) * size_fraction
     if h <= 0 or n == 0:
         return comps
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
     out, next_label = np.zeros_like(comps), 1
-    areas = np.bincount(comps.ravel())
     for i, box in enumerate(ndimage.find_objects(comps), start=1):
         own = np.zeros((box[0].stop - box[0].start + 4, box[1].stop - box[1].start + 4), bool)
         own[2:-2, 2:-2] = comps[box] == i
@@ -278,11 +282,13 @@ def split_height(seeds, fraction):
     -------
     float, pixels (0 where there are no seeds)
     """
-    comps, n = ndimage.label(seeds)
-    if n == 0:
-        return 0.0
-    areas = np.bincount(comps.ravel())[1:]
-    return float(fraction * np.sqrt(np.median(areas) / np.pi))
+    comps, _ = ndimage.label(seeds)
+    return fraction * _median_radius(np.bincount(comps.ravel())[1:])
+
+
+def _median_radius(areas):
+    """The radius of a disc of the median of `areas` (0 when there are none)."""
+    return float(np.sqrt(np.median(areas) / np.pi)) if len(areas) else 0.0
 
 
 def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=None, contour_threshold=None,
@@ -355,9 +361,8 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
     if method == "distance" or contour is not None:
         if seed_opening > 0:
             seeds = ndimage.binary_opening(seeds, iterations=seed_opening)
-        if seed_split_size > 0:
-            seed_split = split_height(seeds, seed_split_size)
-        markers = remove_small(split_seeds(seeds, seed_split), max(1, min_size // 4))
+        markers = split_seeds(seeds, seed_split, size_fraction=seed_split_size)
+        markers = remove_small(markers, max(1, min_size // 4))
     else:
         from skimage.feature import peak_local_max
         dist = ndimage.distance_transform_edt(mask)
