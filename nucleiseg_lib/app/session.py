@@ -14,6 +14,7 @@ from ..data.decode import decode_image_bytes
 from ..errors import CheckpointError
 from ..inference.measure import area_stats, measure_nuclei
 from ..inference.postprocess import THRESHOLD_RULES, rule_threshold
+from ..runtime import resolve_run_dir  # also the app package's: the run folder, as notebooks 04 and 05 find it
 from .download import results_zip
 from .limits import DISPLAY_MAX, KEEP_IMAGES, KEEP_PIXELS, auto_max_pixels
 from .markup import describe_model
@@ -50,24 +51,6 @@ class Result:
     seconds: float
     min_size: int = 0            # instances smaller than this were dropped (the checkpoint's post-processing)
     min_score: float = 0.0       # and those whose mean probability is lower (0: none)
-
-
-def resolve_run_dir(run_dir="auto", profile="auto", log=print):
-    """The course's run folder, as notebooks 04 and 05 resolve it (:func:`nucleiseg_lib.course.resolve_run_dir`).
-
-    Parameters
-    ----------
-    run_dir : str or Path
-        "auto" (``runs/<profile>`` in the course folder; on Google Drive in Colab) or a folder.
-    profile : str
-        "auto" means "gpu" when CUDA is available, else "cpu" ("smoke" under pytest).
-
-    Returns
-    -------
-    Path
-    """
-    from ..course import resolve_run_dir as course_run_dir
-    return course_run_dir(run_dir, profile, log=log)
 
 
 def load_predictor(run_dir, device=None, tta=False, pretrained=True):
