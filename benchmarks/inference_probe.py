@@ -1,0 +1,159 @@
+"""What post-processing and test-time scaling can still win from a run's probability maps (same weights, paired).
+
+    python benchmarks/inference_probe.py --name amx-s0-size   # -> benchmarks/results/amx-s0-size_inference_probe.json
+
+Scores ``runs/<name>/best.pt`` on its validation images (seen experiments) and its test images (left-out
+experiments), overall and per image kind, under its validation-chosen post-processing and under variants that
+the library does not use, each computed from the same probability maps:
+
+* **how confident the contour channel is**: per experiment, the 90th and 99th percentile of the contour
+  probability inside the predicted mask. Where it never reaches the chosen contour threshold, the watershed
+  seeds are the mask itself, cut only by the seed opening and the seed split;
+* **contour relative to its image**: the contour map divided by its own 99th (or 95th) percentile inside the
+  mask before the seeds are cut at ``contour_threshold`` (a dim image's weak rings then cut seeds too);
+* **seeds from a higher mask threshold**: seeds only where the nucleus probability is above ``ts`` (each nucleus's
+  core), the objects still grown over the chosen threshold's mask;
+* **test-time scales**: the maps of the image resized by 0.7, 1.4 or 2, scaled back and averaged with the
+  native-size map (the 2018 winners predicted at 3 scales).
+
+None of these is offered to ``calibrate``: this script says whether one should be.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "dsb2018" / "stage1_train"
+RESULTS = REPO / "benchmarks" / "results"
+KINDS = ("fluorescence", "stained")
+SCALES = (0.7, 1.4, 2.0)
+SCALE_SETS = ((1.4,), (2.0,), (0.7,), (1.0, 1.4), (1.0, 2.0), (0.7, 1.0, 1.4), (1.0, 1.4, 2.0), (0.7, 1.0, 1.4, 2.0))
+
+
+def relative_contour(prob, threshold, q):
+    """The contour map over its q-th percentile inside the mask, clipped to [0, 1]."""
+    mask = prob[0] > threshold
+    ref = np.percentile(prob[1][mask], q) if mask.sum() > 20 else 1.0
+    return np.clip(prob[1] / max(ref, 1e-3), 0, 1)
+
+
+def core_seeds_contour(prob, seed_threshold):
+    """A contour map that is 1 wherever the nucleus probability is at most `seed_threshold`: the library's
+    watershed then takes its seeds only from the cores of the nuclei (its surface is unchanged inside them)."""
+    return np.where(prob[0] > seed_threshold, prob[1], 1.0)
+
+
+def scaled_maps(pred, image, scales):
+    """{scale: (C, H, W) maps} of the image resized by each scale, scaled back to its own size."""
+    import torch
+    import torch.nn.functional as F
+
+    from nucleiseg_lib.inference.predict import normalize_image
+    x = torch.from_numpy(normalize_image(image, pred.input))[None]
+    h, w = x.shape[-2:]
+    out = {}
+    with torch.no_grad():
+        for s in scales:
+            xs = F.interpolate(x, size=(round(h * s), round(w * s)), mode="bilinear", align_corners=False,
+                               antialias=s < 1)
+            p = torch.from_numpy(pred._forward(xs))[None]
+            out[s] = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False, antialias=s > 1)[0].numpy()
+    return out
+
+
+def score(samples, ids, kinds, labels_of):
+    """Mean DSB overall and per kind, objects found / true per image."""
+    from nucleiseg_lib.metrics import evaluate_image
+    rows = []
+    for s in ids:
+        labels = labels_of(s)
+        true = samples[s][1]
+        rows.append(dict(kind=kinds[s], **evaluate_image(labels > 0, true > 0, labels, true)))
+
+    def agg(rs):
+        return dict(n=len(rs), dsb_score=round(float(np.mean([r["dsb_score"] for r in rs])), 4),
+                    n_pred=round(float(np.mean([r["n_pred"] for r in rs])), 1),
+                    n_true=round(float(np.mean([r["n_true"] for r in rs])), 1))
+    return dict(overall=agg(rows), **{k: agg([r for r in rows if r["kind"] == k]) for k in KINDS
+                                      if any(r["kind"] == k for r in rows)})
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--name", default="amx-s0-size", help="the run folder runs/<name>")
+    p.add_argument("--data", default=str(DEFAULT_DATA))
+    p.add_argument("--no-scales", action="store_true", help="skip the test-time scales (the slow part)")
+    a = p.parse_args()
+    from nucleiseg_lib.data import SampleCache
+    from nucleiseg_lib.data.stats import classify_modality
+    from nucleiseg_lib.inference import Predictor, settings_only
+    from nucleiseg_lib.inference.postprocess import label_instances
+    pred = Predictor(REPO / "runs" / a.name / "best.pt")
+    pp, split = pred.postprocess, pred.state["split"]
+    parts = {part: sorted(split.get(part) or []) for part in ("val", "test")}
+    ids = sorted(set(parts["val"]) | set(parts["test"]))
+    samples = SampleCache(a.data, ids=ids, progress=False).load_all()
+    kinds = {s: classify_modality(np.asarray(samples[s][0], np.float32)) for s in ids}
+    t0 = time.time()
+    probs = {s: pred.predict_proba(np.asarray(samples[s][0], np.float32)) for s in ids}
+    t = pp["threshold"]
+    groups = split.get("groups") or {}
+    confidence = {}
+    for part, part_ids in parts.items():
+        for s in part_ids:
+            mask = probs[s][0] > t
+            if mask.sum() >= 50:
+                key = f"{part}: {groups.get(s, kinds[s]) if part == 'test' else kinds[s]}"
+                confidence.setdefault(key, []).append(np.percentile(probs[s][1][mask], (90, 99)))
+    confidence = {k: dict(images=len(v), contour_p90=round(float(np.median([x[0] for x in v])), 2),
+                          contour_p99=round(float(np.median([x[1] for x in v])), 2),
+                          contour_p99_min=round(float(min(x[1] for x in v)), 2)) for k, v in sorted(confidence.items())}
+    for k, v in confidence.items():
+        print(f"{k:34s} contour probability in the mask: p90 {v['contour_p90']:.2f}  p99 {v['contour_p99']:.2f}"
+              f"  (lowest p99 {v['contour_p99_min']:.2f}, chosen contour threshold {pp['contour_threshold']})")
+
+    def chosen(prob, contour=None, **over):
+        s = {**pp, **over}
+        return label_instances(prob[0], t, prob[1] if contour is None else contour, s["method"], s["min_size"],
+                               s["contour_threshold"], s["seed_opening"], s["min_score"], s["seed_split"], None, None,
+                               s["seed_split_size"])
+
+    variants = [("validation-chosen post-processing", lambda pr, s: chosen(pr))]
+    for q in (99, 95):
+        for c in (0.5, 0.7, 0.9):
+            variants.append((f"contour over its p{q} in the mask, seeds under {c}",
+                             lambda pr, s, q=q, c=c: chosen(pr, relative_contour(pr, t, q), contour_threshold=c)))
+    for ts in (0.6, 0.7, 0.8, 0.9):
+        variants.append((f"seeds where the nucleus probability is above {ts}",
+                         lambda pr, s, ts=ts: chosen(pr, core_seeds_contour(pr, ts))))
+    if not a.no_scales:
+        many = {s: scaled_maps(pred, np.asarray(samples[s][0], np.float32), SCALES) for s in ids}
+        for scales in SCALE_SETS:
+            variants.append((f"maps averaged over scales {', '.join(map(str, scales))}",
+                             lambda pr, s, scales=scales: chosen(np.mean(
+                                 [pr if k == 1.0 else many[s][k] for k in scales], 0))))
+    out = dict(name=a.name, postprocess=settings_only(pp), contour_confidence=confidence, variants=[])
+    for name, fn in variants:
+        row = dict(name=name)
+        for part, part_ids in parts.items():
+            row[part] = score(samples, part_ids, kinds, lambda s, fn=fn: fn(probs[s], s))
+        out["variants"].append(row)
+        print(f"{name:52s} " + " | ".join(
+            f"{part} {row[part]['overall']['dsb_score']:.3f} " + " ".join(
+                f"{k} {row[part][k]['dsb_score']:.3f} ({row[part][k]['n_pred']:.0f}/{row[part][k]['n_true']:.0f})"
+                for k in KINDS if k in row[part]) for part in parts), flush=True)
+    out["seconds"] = round(time.time() - t0, 1)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{a.name}_inference_probe.json"
+    path.write_text(json.dumps(out, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
