@@ -93,7 +93,6 @@ def main():
     from nucleiseg_lib.data import SampleCache
     from nucleiseg_lib.data.stats import classify_modality
     from nucleiseg_lib.inference import Predictor, settings_only
-    from nucleiseg_lib.inference.postprocess import label_instances
     pred = Predictor(REPO / "runs" / a.name / "best.pt")
     pp, split = pred.postprocess, pred.state["split"]
     parts = {part: sorted(split.get(part) or []) for part in ("val", "test")}
@@ -119,10 +118,9 @@ def main():
               f"  (lowest p99 {v['contour_p99_min']:.2f}, chosen contour threshold {pp['contour_threshold']})")
 
     def chosen(prob, contour=None, **over):
-        s = {**pp, **over}
-        return label_instances(prob[0], t, prob[1] if contour is None else contour, s["method"], s["min_size"],
-                               s["contour_threshold"], s["seed_opening"], s["min_score"], s["seed_split"], None, None,
-                               s["seed_split_size"])
+        """Labels by the predictor's own post-processing, with another contour map or settings where given."""
+        maps = prob if contour is None else np.stack([prob[0], contour])
+        return pred.postprocess_proba(maps, None, **over)["labels"]
 
     variants = [("validation-chosen post-processing", lambda pr, s: chosen(pr))]
     for q in (99, 95):
