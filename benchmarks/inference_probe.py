@@ -14,9 +14,14 @@ the library does not use, each computed from the same probability maps:
 * **seeds from a higher mask threshold**: seeds only where the nucleus probability is above ``ts`` (each nucleus's
   core), the objects still grown over the chosen threshold's mask;
 * **test-time scales**: the maps of the image resized by 0.7, 1.4 or 2, scaled back and averaged with the
-  native-size map (the 2018 winners predicted at 3 scales).
+  native-size map (the 2018 winners predicted at 3 scales);
+* **the true touching border given**: the border of the image's true nuclei
+  (:func:`nucleiseg_lib.data.transforms.touching_border`) as the model's border channel, or in place of its own:
+  the most that a border channel that the model learnt perfectly could add to these maps (an upper bound that
+  uses the answer, not a method).
 
-None of these is offered to ``calibrate``: this script says whether one should be.
+None of these is offered to ``calibrate``: this script says whether one should be. For a model with a border
+channel (``targets`` mask, contour, border), its confidence is reported beside the contour's.
 """
 
 import argparse
@@ -92,7 +97,9 @@ def main():
     a = p.parse_args()
     from nucleiseg_lib.data import SampleCache
     from nucleiseg_lib.data.stats import classify_modality
+    from nucleiseg_lib.data.transforms import touching_border
     from nucleiseg_lib.inference import Predictor, settings_only
+    from nucleiseg_lib.inference.postprocess import channel_names
     pred = Predictor(REPO / "runs" / a.name / "best.pt")
     pp, split = pred.postprocess, pred.state["split"]
     parts = {part: sorted(split.get(part) or []) for part in ("val", "test")}
@@ -103,24 +110,36 @@ def main():
     probs = {s: pred.predict_proba(np.asarray(samples[s][0], np.float32)) for s in ids}
     t = pp["threshold"]
     groups = split.get("groups") or {}
+    names = channel_names(pp, next(iter(probs.values())).shape[0])
     confidence = {}
-    for part, part_ids in parts.items():
-        for s in part_ids:
-            mask = probs[s][0] > t
-            if mask.sum() >= 50:
-                key = f"{part}: {groups.get(s, kinds[s]) if part == 'test' else kinds[s]}"
-                confidence.setdefault(key, []).append(np.percentile(probs[s][1][mask], (90, 99)))
-    confidence = {k: dict(images=len(v), contour_p90=round(float(np.median([x[0] for x in v])), 2),
-                          contour_p99=round(float(np.median([x[1] for x in v])), 2),
-                          contour_p99_min=round(float(min(x[1] for x in v)), 2)) for k, v in sorted(confidence.items())}
-    for k, v in confidence.items():
-        print(f"{k:34s} contour probability in the mask: p90 {v['contour_p90']:.2f}  p99 {v['contour_p99']:.2f}"
-              f"  (lowest p99 {v['contour_p99_min']:.2f}, chosen contour threshold {pp['contour_threshold']})")
+    for channel in [c for c in ("contour", "border") if c in names]:
+        found = {}
+        for part, part_ids in parts.items():
+            for s in part_ids:
+                mask = probs[s][0] > t
+                if mask.sum() >= 50:
+                    key = f"{part}: {groups.get(s, kinds[s]) if part == 'test' else kinds[s]}"
+                    found.setdefault(key, []).append(np.percentile(probs[s][names.index(channel)][mask], (90, 99)))
+        cut = pp.get(f"{channel}_threshold")
+        for k, v in sorted(found.items()):
+            row = confidence.setdefault(k, dict(images=len(v)))
+            row.update({f"{channel}_p90": round(float(np.median([x[0] for x in v])), 2),
+                        f"{channel}_p99": round(float(np.median([x[1] for x in v])), 2),
+                        f"{channel}_p99_min": round(float(min(x[1] for x in v)), 2)})
+            print(f"{k:34s} {channel} probability in the mask: p90 {row[f'{channel}_p90']:.2f}  p99 "
+                  f"{row[f'{channel}_p99']:.2f}  (lowest p99 {row[f'{channel}_p99_min']:.2f}, chosen {channel} "
+                  f"threshold {cut})")
 
-    def chosen(prob, contour=None, **over):
-        """Labels by the predictor's own post-processing, with another contour map or settings where given."""
-        maps = prob if contour is None else np.stack([prob[0], contour])
-        return pred.postprocess_proba(maps, None, **over)["labels"]
+    def chosen(prob, contour=None, border=None, **over):
+        """Labels by the predictor's own post-processing, with another contour or border map where given
+        (a border map is added as a channel of its own to a model without one)."""
+        maps, have = list(prob), list(names)
+        for name, new in (("contour", contour), ("border", border)):
+            if new is not None:
+                if name not in have:
+                    maps.append(new), have.append(name)
+                maps[have.index(name)] = new
+        return pred.postprocess_proba(np.stack(maps), None, **over, channels=have)["labels"]
 
     variants = [("validation-chosen post-processing", lambda pr, s: chosen(pr))]
     for q in (99, 95):
@@ -130,6 +149,9 @@ def main():
     for ts in (0.6, 0.7, 0.8, 0.9):
         variants.append((f"seeds where the nucleus probability is above {ts}",
                          lambda pr, s, ts=ts: chosen(pr, core_seeds_contour(pr, ts))))
+    variants.append(("the true touching border given (an upper bound)",
+                     lambda pr, s: chosen(pr, border=touching_border(samples[s][1]).astype(np.float32),
+                                          border_threshold=0.5)))
     if not a.no_scales:
         many = {s: scaled_maps(pred, np.asarray(samples[s][0], np.float32), SCALES) for s in ids}
         for scales in SCALE_SETS:

@@ -1,6 +1,6 @@
 """Train and evaluate recipes on real DSB2018, on images of seen and of left-out experiments; the ablation table.
 
-    python benchmarks/recipes.py train --name cpu [--recipe cpu] [--epochs N] [--set KEY=VALUE ...]
+    python benchmarks/recipes.py train --name cpu [--recipe cpu] [--epochs N] [--set KEY=VALUE ...] [--no-calibrate]
     python benchmarks/recipes.py calibrate --name cpu --out cpu-pp   # a run's best.pt, post-processing chosen anew
         [--seed-splits H ...] [--contour-thresholds C ...]          # what validation may choose from
         [--seed-split-sizes F ...]
@@ -42,7 +42,8 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 def train(a):
     run = REPO / "runs" / a.name
     cmd = [sys.executable, "-m", "nucleiseg_lib", "train", "--data", a.data, "--run", str(run), "--profile",
-           a.recipe, "--quiet"] + (["--epochs", str(a.epochs)] if a.epochs else [])
+           a.recipe, "--quiet"] + (["--epochs", str(a.epochs)] if a.epochs else []) + (
+               ["--no-calibrate"] if a.no_calibrate else [])
     for kv in a.set or []:
         cmd += ["--set", kv]
     t = time.time()
@@ -264,6 +265,8 @@ def main():
             s.add_argument("--epochs", type=int)
             s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a TrainConfig setting (repeatable)")
             s.add_argument("--step", help="what this run changes, for the ablation table")
+            s.add_argument("--no-calibrate", action="store_true",
+                           help="leave the post-processing to a later `calibrate --name N --out N`")
     a = p.parse_args()
     a.func(a)
 

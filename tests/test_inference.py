@@ -372,6 +372,26 @@ def test_distance_watershed_splits_touching_nuclei_from_the_distance_map():
         label_instances(prob, 0.5, method="peaks")
 
 
+def test_border_channel_cuts_the_seeds_of_touching_nuclei_that_the_contour_leaves_joined():
+    from nucleiseg_lib.data.transforms import touching_border
+    from nucleiseg_lib.inference.postprocess import channel_names, postprocess_settings
+    truth = two_touching_discs()
+    prob = (truth > 0).astype(float)
+    contour = np.zeros_like(prob)                        # a contour channel that draws no line between them
+    border = touching_border(truth).astype(float)
+    assert label_instances(prob, 0.5, contour, "watershed", contour_threshold=0.5).max() == 1
+    two = label_instances(prob, 0.5, contour, "watershed", contour_threshold=0.5, border=border, border_threshold=0.5)
+    assert two.max() == 2 and ((two > 0) == (truth > 0)).all()
+    assert label_instances(prob, 0.5, contour, "watershed", border=border * 0.4, border_threshold=0.5).max() == 1
+    # post-processing reads each map by the name the model's config gives it: a border is not a distance map
+    pp = postprocess_settings(3, None, ("mask", "contour", "border"))
+    assert pp["method"] == "watershed" and channel_names(pp, 3) == ["mask", "contour", "border"]
+    np.testing.assert_array_equal(postprocess_proba(np.stack([prob, contour, border]), pp)["labels"], two)
+    assert channel_names(postprocess_settings(3), 3) == ["mask", "contour", "distance"]   # older checkpoints
+    with pytest.raises(ValueError, match="names 3 channels"):
+        postprocess_proba(np.stack([prob, contour]), pp)
+
+
 def test_calibrate_offers_the_distance_watershed_to_a_model_with_a_distance_channel(tmp_path, tiny_data):  # noqa: F811
     from nucleiseg_lib.inference import calibrate
     from nucleiseg_lib.training import TrainData, Trainer, make_model
@@ -388,3 +408,22 @@ def test_calibrate_offers_the_distance_watershed_to_a_model_with_a_distance_chan
     assert sorted({r["distance_threshold"] for r in dist}) == [0.4, 0.6] and len(dist) == 2 * 2
     best = max(chosen["sweep"], key=lambda r: r["dsb_score"])
     assert chosen["method"] == best["method"] and Predictor(ck).postprocess["method"] == best["method"]
+
+
+def test_calibrate_offers_border_thresholds_to_a_model_with_a_border_channel(tmp_path, tiny_data):  # noqa: F811
+    from nucleiseg_lib.inference import calibrate, describe_postprocess
+    from nucleiseg_lib.training import TrainData, Trainer, make_model
+    from test_training import tiny_config
+    _, samples, train, val = tiny_data
+    cfg = tiny_config(epochs=1, targets=("mask", "contour", "border"))
+    Trainer(tmp_path / "run", cfg, device="cpu", progress=False, log=lambda *a, **k: None).fit(
+        make_model(cfg), TrainData(samples, train, val))
+    ck = tmp_path / "run" / "best.pt"
+    assert Predictor(ck).postprocess["channels"] == ["mask", "contour", "border"]
+    chosen = calibrate(ck, samples, val, thresholds=[0.5], progress=False, seed_openings=(1,), min_scores=(0.0,),
+                       contour_thresholds=(0.5,), seed_splits=(0.0,), seed_split_sizes=(), border_thresholds=(0.3, 0.7))
+    assert {r["method"] for r in chosen["sweep"]} == {"cc", "watershed"}        # no distance method
+    ws = [r for r in chosen["sweep"] if r["method"] == "watershed"]
+    assert sorted(r["border_threshold"] for r in ws) == [0.3, 0.7]
+    if chosen["method"] == "watershed":
+        assert "border probability is" in describe_postprocess(chosen)

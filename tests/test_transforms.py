@@ -300,6 +300,27 @@ def test_touching_band_marks_only_where_nuclei_meet():
     assert not touching_band(edge, 2).any()
 
 
+def test_touching_border_marks_where_two_nuclei_meet_gap_included():
+    from nucleiseg_lib.data.transforms import BORDER_WIDTH, touching_border
+    labels = np.zeros((12, 24), np.int32)
+    labels[2:10, 2:8] = 1                                # touches nucleus 2 along column 7 | 8
+    labels[2:10, 8:13] = 2
+    labels[2:10, 15:18] = 3                              # a 2-px gap (columns 13, 14) from nucleus 2
+    labels[2:10, 23:24] = 4                              # 5 px from nucleus 3: too far
+    border = touching_border(labels, 2)
+    # 2 px on each side of the touching line; the gap, whose pixels lie within 2 px of both sides; not the
+    # nuclei beside the gap, 3 px from the other one
+    np.testing.assert_array_equal(np.unique(np.nonzero(border)[1]), [6, 7, 8, 9, 13, 14])
+    assert border[2:10, 6:10].all() and border[2:10, 13:15].all() and not border[labels == 3].any()
+    assert not border[labels == 4].any() and not border[:, :6].any()   # a lone side stays off
+    np.testing.assert_array_equal(np.nonzero(border[0])[0], [6, 7, 8, 9, 13, 14])   # background near both, too
+    assert not touching_border(labels, 0).any() and not touching_border(np.zeros((4, 4), int)).any()
+    y = make_target(labels, ("mask", "contour", "border"), 1)
+    assert y.shape == (3, 12, 24) and set(np.unique(y[2])) == {0.0, 1.0}
+    np.testing.assert_array_equal(y[2], touching_border(labels, BORDER_WIDTH))
+    np.testing.assert_array_equal(y[:2], make_target(labels, ("mask", "contour"), 1))
+
+
 def test_touch_weights_weigh_only_the_contour_where_nuclei_touch():
     from nucleiseg_lib.data.transforms import touch_weights
     labels = np.zeros((12, 20), np.int32)
@@ -363,7 +384,8 @@ def test_instance_distance_is_one_at_each_centre_and_ignores_the_image_border():
 def test_config_accepts_only_the_target_orders_post_processing_reads():
     from nucleiseg_lib.training import get_recipe
     assert get_recipe("cpu", targets=("mask", "contour", "distance")).check().targets[2] == "distance"
-    for bad in (("mask", "distance"), ("contour", "mask"), ("mask", "centre")):
+    assert get_recipe("cpu", targets=("mask", "contour", "border")).check().targets[2] == "border"
+    for bad in (("mask", "distance"), ("contour", "mask"), ("mask", "centre"), ("mask", "border")):
         with pytest.raises(ValueError, match="targets="):
             get_recipe("cpu", targets=bad).check()
 

@@ -158,9 +158,11 @@ def augment_intensity(x, rng):
 #: border widths of the 2018 winners' code, 1/2/3 px by area).
 AREA_WIDTHS = ((150, 1), (600, 2), (np.inf, 3))
 CONTOUR_WIDTHS = (1, 2, 3, "area")
-#: The target channels a model may learn, in this order (post-processing reads channel 1 as the contour
-#: and channel 2 as the distance map).
-TARGETS = (("mask",), ("mask", "contour"), ("mask", "contour", "distance"))
+#: The target channels a model may learn, in this order (post-processing finds each channel by its name: the
+#: checkpoint's config says which; a third channel of an older checkpoint is the distance map).
+TARGETS = (("mask",), ("mask", "contour"), ("mask", "contour", "distance"), ("mask", "contour", "border"))
+#: Width of the "border" target (:func:`touching_border`): pixels within 2 px of two nuclei.
+BORDER_WIDTH = 2
 
 
 def contour_width_map(labels, width=1):
@@ -243,6 +245,40 @@ def touching_band(labels, width=2):
     return (lab > 0) & (higher | lower)
 
 
+def touching_border(labels, width=BORDER_WIDTH):
+    """Pixels within `width` pixels (chessboard distance) of two different nuclei: where nuclei touch.
+
+    The "border" target, a channel of its own (the third output of the 2018 DSB winners, topcoders): the
+    pixels of a nucleus near another nucleus (:func:`touching_band`) and the background pixels of a gap
+    between two nuclei, but not the outline of a nucleus that touches none. Watershed seeds are cut where
+    it is high, so that touching nuclei get a seed each (:func:`~nucleiseg_lib.inference.label_instances`).
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), int
+    width : int
+        0: no border.
+
+    Returns
+    -------
+    ndarray, shape (H, W), bool
+
+    Examples
+    --------
+    >>> touching_border(np.array([[1, 1, 0, 2, 2, 0, 0, 0, 0, 3]]), width=2).astype(int)   # 3 is 5 px from 2
+    array([[0, 1, 1, 1, 0, 0, 0, 0, 0, 0]])
+    """
+    lab = np.asarray(labels)
+    if width <= 0 or lab.size == 0 or lab.max() == 0:
+        return np.zeros(lab.shape, bool)
+    from scipy import ndimage
+    size = 2 * int(width) + 1
+    top = int(lab.max()) + 1                             # stands for the background in the minimum
+    highest = ndimage.maximum_filter(lab, size=size, mode="constant", cval=0)
+    lowest = ndimage.minimum_filter(np.where(lab > 0, lab, top), size=size, mode="constant", cval=top)
+    return (lowest < top) & (highest > lowest)          # two different nucleus labels in the window
+
+
 def touch_weights(labels, contour, weight, width=2):
     """Per-pixel weight of the training loss: heavier on the contour where two nuclei touch.
 
@@ -312,7 +348,8 @@ def make_target(labels, targets=("mask",), contour_width=1, touch=0):
     targets : tuple of str, one of :data:`TARGETS`
         "mask" is the union of all nuclei; "contour" their inner boundaries, which
         separate touching nuclei (used for watershed post-processing); "distance" the
-        distance to each nucleus's edge, 1 at its centre (:func:`instance_distance`).
+        distance to each nucleus's edge, 1 at its centre (:func:`instance_distance`); "border" the
+        pixels where two nuclei touch or nearly do (:func:`touching_border`).
     contour_width : int or "area"
         Width of the contour (:func:`instance_contours`).
     touch : int
@@ -331,8 +368,10 @@ def make_target(labels, targets=("mask",), contour_width=1, touch=0):
             chans.append(instance_contours(labels, contour_width) | touching_band(labels, touch))
         elif t == "distance":
             chans.append(instance_distance(labels))
+        elif t == "border":
+            chans.append(touching_border(labels))
         else:
-            raise ValueError(f"unknown target {t!r}; use 'mask', 'contour' or 'distance'")
+            raise ValueError(f"unknown target {t!r}; use 'mask', 'contour', 'distance' or 'border'")
     return np.stack(chans).astype(np.float32)
 
 

@@ -20,15 +20,21 @@ RULE_LABELS = {"validation": "validation-optimal", "fixed": "fixed 0.5", "relati
 #: (:func:`split_height`), so that small nuclei get a lower one.
 #: ``distance_threshold``: with ``method="distance"`` (a model with a distance channel), seeds are where the
 #: predicted distance to the nucleus edge is above it (1 at a nucleus's centre).
+#: ``border_threshold``: with a border channel (a model trained with the "border" target), watershed seeds are
+#: also cut where the probability that two nuclei touch there is at or above it.
 DEFAULT_POSTPROCESS = dict(threshold=0.5, method="cc", min_size=8, contour_threshold=0.5, seed_opening=1,
-                           min_score=0.0, seed_split=0.0, seed_split_size=0.0, distance_threshold=0.5)
+                           min_score=0.0, seed_split=0.0, seed_split_size=0.0, distance_threshold=0.5,
+                           border_threshold=0.5)
+#: The output channels of a model by their number, when its checkpoint does not name them (a ``channels`` entry
+#: of the post-processing names them: :func:`postprocess_settings`).
+CHANNELS = ("mask", "contour", "distance")
 #: Instance methods: connected components, watershed from contour-cut seeds, watershed from distance peaks.
 METHODS = ("cc", "watershed", "distance")
 #: What :func:`~nucleiseg_lib.inference.calibrate` stores beside the settings: the validation sweeps.
 SWEEP_KEYS = ("sweep", "refine")
 
 
-def postprocess_settings(out_channels=1, stored=None):
+def postprocess_settings(out_channels=1, stored=None, targets=None):
     """The post-processing of a model: the defaults, watershed with a contour channel, then `stored`.
 
     Parameters
@@ -37,6 +43,9 @@ def postprocess_settings(out_channels=1, stored=None):
         The model's output channels (2: nucleus and contour).
     stored : dict, optional
         What calibration stored in the checkpoint (``threshold``, ``method``, ...).
+    targets : sequence of str, optional
+        The names of the model's output channels (its training config's ``targets``), kept as ``channels``, so
+        that :func:`postprocess_proba` reads each map by its name; without them, :data:`CHANNELS` by number.
 
     Returns
     -------
@@ -46,8 +55,18 @@ def postprocess_settings(out_channels=1, stored=None):
     pp = dict(DEFAULT_POSTPROCESS)
     if out_channels > 1:
         pp["method"] = "watershed"
+    if targets:
+        pp["channels"] = list(targets)
     pp.update(stored or {})
     return pp
+
+
+def channel_names(postprocess, n):
+    """The names of `n` probability maps under a post-processing: its ``channels``, else :data:`CHANNELS`."""
+    names = list((postprocess or {}).get("channels") or CHANNELS[:n])
+    if len(names) != n:
+        raise ValueError(f"the post-processing names {len(names)} channels {names}, but there are {n} maps")
+    return names
 
 
 def settings_only(postprocess):
@@ -79,6 +98,8 @@ def describe_postprocess(postprocess):
                   f"{pp['min_score']:g} dropped")
     if pp.get("method") == "distance":
         words += f", seeds where the predicted distance to the edge is above {pp.get('distance_threshold', 0.5):g}"
+    if pp.get("method") == "watershed" and "border" in (pp.get("channels") or ()):
+        words += f", seeds cut where the border probability is {pp.get('border_threshold', 0.5):g} or more"
     if pp.get("seed_split_size"):
         words += f", seeds split at distance maxima {pp['seed_split_size']:g} x the median seed radius high"
     elif pp.get("seed_split"):
@@ -293,7 +314,7 @@ def _median_radius(areas):
 
 def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=None, contour_threshold=None,
                     seed_opening=None, min_score=None, seed_split=None, distance=None, distance_threshold=None,
-                    seed_split_size=None):
+                    seed_split_size=None, border=None, border_threshold=None):
     """Nucleus instances from a foreground probability map.
 
     Parameters
@@ -329,6 +350,12 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
         ``method="distance"``.
     distance_threshold : float, optional
         Default 0.5.
+    border : ndarray, shape (H, W), optional
+        Probability that two nuclei touch at a pixel (a model trained with the "border" target): with the
+        watershed, seeds are also cut where it is at least `border_threshold`, and the seeds' basins meet
+        where it is high.
+    border_threshold : float, optional
+        Default 0.5.
 
     Returns
     -------
@@ -358,6 +385,10 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
     elif contour is not None:
         seeds = mask & (np.asarray(contour) < contour_threshold)
         surface = -(np.asarray(prob) * (1 - np.asarray(contour)))
+        if border is not None:
+            border_threshold = defaults["border_threshold"] if border_threshold is None else border_threshold
+            seeds &= np.asarray(border) < border_threshold
+            surface = surface * (1 - np.asarray(border))
     if method == "distance" or contour is not None:
         if seed_opening > 0:
             seeds = ndimage.binary_opening(seeds, iterations=seed_opening)
@@ -408,12 +439,13 @@ def postprocess_proba(prob, postprocess, rule=None):
     Parameters
     ----------
     prob : ndarray, shape (C, H, W)
-        Channel 0 nucleus probability, channel 1 (optional) contour probability, channel 2 (optional)
-        distance to the nucleus edge.
+        Channel 0 nucleus probability, then (optional) the contour probability and a third map: the distance
+        to the nucleus edge or the touching border, as ``postprocess["channels"]`` names them
+        (:func:`channel_names`).
     postprocess : dict
         ``threshold``, ``method``, ``min_size``, ``contour_threshold`` and optionally ``seed_opening``,
-        ``min_score``, ``seed_split``, ``seed_split_size``, ``distance_threshold`` (defaults:
-        :data:`DEFAULT_POSTPROCESS`).
+        ``min_score``, ``seed_split``, ``seed_split_size``, ``distance_threshold``, ``border_threshold``,
+        ``channels`` (defaults: :data:`DEFAULT_POSTPROCESS`).
     rule : threshold rule or float, optional
         See :func:`find_threshold`; default "validation" (``postprocess["threshold"]``).
 
@@ -422,10 +454,10 @@ def postprocess_proba(prob, postprocess, rule=None):
     dict with ``prob`` (C, H, W), ``threshold`` float, ``mask`` (H, W) bool, ``labels`` (H, W) int32
     """
     t = find_threshold(prob[0], "validation" if rule is None else rule, postprocess["threshold"])
-    contour = prob[1] if prob.shape[0] > 1 else None
-    distance = prob[2] if prob.shape[0] > 2 else None
-    labels = label_instances(prob[0], t, contour, postprocess["method"], postprocess["min_size"],
+    maps = dict(zip(channel_names(postprocess, prob.shape[0]), prob))
+    labels = label_instances(prob[0], t, maps.get("contour"), postprocess["method"], postprocess["min_size"],
                              postprocess["contour_threshold"], postprocess.get("seed_opening"),
-                             postprocess.get("min_score"), postprocess.get("seed_split"), distance,
-                             postprocess.get("distance_threshold"), postprocess.get("seed_split_size"))
+                             postprocess.get("min_score"), postprocess.get("seed_split"), maps.get("distance"),
+                             postprocess.get("distance_threshold"), postprocess.get("seed_split_size"),
+                             maps.get("border"), postprocess.get("border_threshold"))
     return dict(prob=prob, threshold=t, mask=prob[0] > t, labels=labels)

@@ -11,7 +11,7 @@ from ..metrics import dsb_score, evaluate_image, nucleus_outcomes, summarize
 from ..model import fuse_batch_norm, fuse_relu
 from ..progress import progress_bar
 from ..training.checkpoint import all_weights, build_model, load_checkpoint, save_checkpoint
-from .postprocess import DEFAULT_POSTPROCESS, postprocess_proba, postprocess_settings
+from .postprocess import DEFAULT_POSTPROCESS, channel_names, postprocess_proba, postprocess_settings
 
 
 def _autocast(device):
@@ -59,7 +59,8 @@ class Predictor:
         self.model = self.models[0]
         self.tta = tta
         self.input = (self.state.get("config") or {}).get("input", "rgb")
-        self.postprocess = postprocess_settings(self.model.config["out_channels"], self.state.get("postprocess"))
+        self.postprocess = postprocess_settings(self.model.config["out_channels"], self.state.get("postprocess"),
+                                                (self.state.get("config") or {}).get("targets"))
 
     @torch.no_grad()
     def predict_proba(self, image):
@@ -179,7 +180,7 @@ def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progres
 def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, contour_thresholds=(0.3, 0.5, 0.7),
               progress=True, train_ids=None, seed_openings=(1, 2, 3), min_scores=(0.0, 0.6, 0.7, 0.8),
               seed_splits=(0.0, 1.0), distance_thresholds=(0.3, 0.4, 0.5, 0.6),
-              seed_split_sizes=(0.1, 0.15)):
+              seed_split_sizes=(0.1, 0.15), border_thresholds=(0.3, 0.5, 0.7)):
     """Choose threshold and instance method on the validation split; store them in the checkpoint.
 
     The choice (threshold, instance method and, for watershed, the contour threshold
@@ -189,7 +190,8 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
     seed radius, `seed_split_sizes`: :func:`~nucleiseg_lib.inference.postprocess.split_height`; README, "seeds
     split at a height relative to their size";
     for a model with a distance channel,
-    also the "distance" method at each of `distance_thresholds`) maximises the mean DSB score
+    also the "distance" method at each of `distance_thresholds`; for a model with a touching-border channel, each
+    watershed choice at each of `border_thresholds`) maximises the mean DSB score
     over `val_ids`. A second, smaller sweep then tries, at that choice, each opening of the
     watershed seeds (`seed_openings`) and each minimum mean probability of an instance
     (`min_scores`); a pair is taken only if it beats the first choice on validation. The result is written
@@ -212,8 +214,9 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
         methods = ["cc", "watershed"]
     probs = {sid: predictor.predict_proba(np.asarray(samples[sid][0], np.float32)) for sid in val_ids}
     channels = next(iter(probs.values())).shape[0] if probs else 1
-    has_contour = channels > 1
-    if channels > 2 and "distance" not in methods:
+    names = channel_names(predictor.postprocess, channels)
+    has_contour = "contour" in names
+    if "distance" in names and "distance" not in methods:
         methods = list(methods) + ["distance"]
 
     def mean_dsb(t, **settings):
@@ -233,6 +236,8 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
                        for c in contour_thresholds for p in seed_splits]
             choices += [dict(contour_threshold=float(c), seed_split=0.0, seed_split_size=float(f))
                         for c in contour_thresholds for f in seed_split_sizes]
+            if "border" in names:
+                choices = [dict(c, border_threshold=float(b)) for c in choices for b in border_thresholds]
         else:
             choices = [dict(seed_split=0.0, seed_split_size=0.0)]
         for extra in choices:

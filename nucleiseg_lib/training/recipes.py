@@ -24,7 +24,7 @@ class TrainConfig:
     input: str = "rgb"            # "rgb" (3 channels) or "nuclei" (one channel, nuclei bright: see data.transforms)
     base: int = 32
     batch_norm: bool = False
-    targets: tuple = ("mask",)    # ("mask",), ("mask", "contour") or ("mask", "contour", "distance"): data.transforms
+    targets: tuple = ("mask",)    # ("mask",), ("mask", "contour"), + "distance" or + "border": data.transforms.TARGETS
     contour_width: object = 1     # 1, 2, 3 or "area" (1/2/3 px by nucleus area): see data.transforms.instance_contours
     mode: str = "resize"          # "resize" (whole image to size x size) or "crop" (native resolution)
     size: int = 256
