@@ -10,6 +10,7 @@
 
 `train` runs ``nucleiseg train`` into ``runs/<name>`` (split by experiments: train / validation / test, stored
 in the checkpoint) and records the training time. `calibrate` copies ``runs/<name>/best.pt`` to ``runs/<out>/``
+(or, with ``--out`` the same as ``--name``, after ``train --no-calibrate``, works in place)
 and chooses its post-processing again on its validation images with today's
 :func:`nucleiseg_lib.inference.calibrate` (a post-processing step of the ablation, on the same weights).
 `evaluate` scores the run's best.pt on
@@ -79,12 +80,14 @@ def recalibrate(a, state=None, info_extra=None):
     from nucleiseg_lib.inference import calibrate, settings_only
     from nucleiseg_lib.training import load_checkpoint, save_checkpoint
     src, out = REPO / "runs" / a.name, REPO / "runs" / a.out
+    same = out == src          # a run trained with --no-calibrate gets its post-processing in place
     out.mkdir(parents=True, exist_ok=True)
-    if state is None:
-        shutil.copy2(src / "best.pt", out / "best.pt")
-    else:
+    if state is not None:
         save_checkpoint(state, out / "best.pt")
-    shutil.copy2(src / "history.json", out / "history.json")
+    elif not same:
+        shutil.copy2(src / "best.pt", out / "best.pt")
+    if not same:
+        shutil.copy2(src / "history.json", out / "history.json")
     split = load_checkpoint(out / "best.pt")["split"]
     samples = SampleCache(a.data, ids=sorted(set(split["train"]) | set(split["val"])), progress=False).load_all()
     t = time.time()
@@ -96,8 +99,12 @@ def recalibrate(a, state=None, info_extra=None):
     chosen = calibrate(out / "best.pt", samples, split["val"], progress=False, train_ids=split["train"], **extra)
     train_info = RESULTS / f"{a.name}_train.json"
     info = json.loads(train_info.read_text()) if train_info.exists() else {}
-    info.update(name=a.out, step=a.step or f"{a.name}, post-processing chosen again", calibrated_from=a.name,
-                calibrate_seconds=round(time.time() - t, 1), finished=time.time())  # a step after its source
+    if same:
+        info.update(calibrate_seconds=round(time.time() - t, 1), finished=time.time(), **(
+            dict(step=a.step) if a.step else {}))
+    else:
+        info.update(name=a.out, step=a.step or f"{a.name}, post-processing chosen again", calibrated_from=a.name,
+                    calibrate_seconds=round(time.time() - t, 1), finished=time.time())  # a step after its source
     info.update(info_extra or {})
     (RESULTS / f"{a.out}_train.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(settings_only(chosen)))
