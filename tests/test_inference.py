@@ -392,15 +392,21 @@ def test_border_channel_cuts_the_seeds_of_touching_nuclei_that_the_contour_leave
         postprocess_proba(np.stack([prob, contour]), pp)
 
 
-def test_calibrate_offers_the_distance_watershed_to_a_model_with_a_distance_channel(tmp_path, tiny_data):  # noqa: F811
-    from nucleiseg_lib.inference import calibrate
+def fit_tiny(tmp_path, tiny_data, targets):  # noqa: F811
+    """best.pt of a tiny model trained for one epoch on `targets`."""
     from nucleiseg_lib.training import TrainData, Trainer, make_model
     from test_training import tiny_config
     _, samples, train, val = tiny_data
-    cfg = tiny_config(epochs=1, targets=("mask", "contour", "distance"))
+    cfg = tiny_config(epochs=1, targets=targets)
     Trainer(tmp_path / "run", cfg, device="cpu", progress=False, log=lambda *a, **k: None).fit(
         make_model(cfg), TrainData(samples, train, val))
-    ck = tmp_path / "run" / "best.pt"
+    return tmp_path / "run" / "best.pt"
+
+
+def test_calibrate_offers_the_distance_watershed_to_a_model_with_a_distance_channel(tmp_path, tiny_data):  # noqa: F811
+    from nucleiseg_lib.inference import calibrate
+    _, samples, train, val = tiny_data
+    ck = fit_tiny(tmp_path, tiny_data, ("mask", "contour", "distance"))
     assert Predictor(ck).predict_proba(samples[val[0]][0]).shape[0] == 3
     chosen = calibrate(ck, samples, val, thresholds=[0.4, 0.5], progress=False, seed_openings=(1,), min_scores=(0.0,),
                        seed_splits=(0.0,), distance_thresholds=(0.4, 0.6))
@@ -412,13 +418,8 @@ def test_calibrate_offers_the_distance_watershed_to_a_model_with_a_distance_chan
 
 def test_calibrate_offers_border_thresholds_to_a_model_with_a_border_channel(tmp_path, tiny_data):  # noqa: F811
     from nucleiseg_lib.inference import calibrate, describe_postprocess
-    from nucleiseg_lib.training import TrainData, Trainer, make_model
-    from test_training import tiny_config
     _, samples, train, val = tiny_data
-    cfg = tiny_config(epochs=1, targets=("mask", "contour", "border"))
-    Trainer(tmp_path / "run", cfg, device="cpu", progress=False, log=lambda *a, **k: None).fit(
-        make_model(cfg), TrainData(samples, train, val))
-    ck = tmp_path / "run" / "best.pt"
+    ck = fit_tiny(tmp_path, tiny_data, ("mask", "contour", "border"))
     assert Predictor(ck).postprocess["channels"] == ["mask", "contour", "border"]
     chosen = calibrate(ck, samples, val, thresholds=[0.5], progress=False, seed_openings=(1,), min_scores=(0.0,),
                        contour_thresholds=(0.5,), seed_splits=(0.0,), seed_split_sizes=(), border_thresholds=(0.3, 0.7))
