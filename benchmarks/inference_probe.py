@@ -112,16 +112,18 @@ def main():
     groups = split.get("groups") or {}
     names = channel_names(pp, next(iter(probs.values())).shape[0])
     confidence = {}
-    for channel in [c for c in ("contour", "border") if c in names]:
-        found = {}
-        for part, part_ids in parts.items():
-            for s in part_ids:
-                mask = probs[s][0] > t
-                if mask.sum() >= 50:
-                    key = f"{part}: {groups.get(s, kinds[s]) if part == 'test' else kinds[s]}"
-                    found.setdefault(key, []).append(np.percentile(probs[s][names.index(channel)][mask], (90, 99)))
+    sure = [c for c in ("contour", "border") if c in names]
+    found = {c: {} for c in sure}
+    for part, part_ids in parts.items():
+        for s in part_ids:
+            mask = probs[s][0] > t
+            if mask.sum() >= 50:
+                key = f"{part}: {groups.get(s, kinds[s]) if part == 'test' else kinds[s]}"
+                for c in sure:
+                    found[c].setdefault(key, []).append(np.percentile(probs[s][names.index(c)][mask], (90, 99)))
+    for channel in sure:
         cut = pp.get(f"{channel}_threshold")
-        for k, v in sorted(found.items()):
+        for k, v in sorted(found[channel].items()):
             row = confidence.setdefault(k, dict(images=len(v)))
             row.update({f"{channel}_p90": round(float(np.median([x[0] for x in v])), 2),
                         f"{channel}_p99": round(float(np.median([x[1] for x in v])), 2),

@@ -99,12 +99,11 @@ def recalibrate(a, state=None, info_extra=None):
     chosen = calibrate(out / "best.pt", samples, split["val"], progress=False, train_ids=split["train"], **extra)
     train_info = RESULTS / f"{a.name}_train.json"
     info = json.loads(train_info.read_text()) if train_info.exists() else {}
-    if same:
-        info.update(calibrate_seconds=round(time.time() - t, 1), finished=time.time(), **(
-            dict(step=a.step) if a.step else {}))
-    else:
-        info.update(name=a.out, step=a.step or f"{a.name}, post-processing chosen again", calibrated_from=a.name,
-                    calibrate_seconds=round(time.time() - t, 1), finished=time.time())  # a step after its source
+    info.update(calibrate_seconds=round(time.time() - t, 1), finished=time.time())  # a step after its source
+    if not same:
+        info.update(name=a.out, step=a.step or f"{a.name}, post-processing chosen again", calibrated_from=a.name)
+    elif a.step:
+        info["step"] = a.step
     info.update(info_extra or {})
     (RESULTS / f"{a.out}_train.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(settings_only(chosen)))
