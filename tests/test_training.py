@@ -156,6 +156,23 @@ def test_loss_dice_on_every_channel_by_hand():
         segmentation_loss(logits, target, "dice-mask")
 
 
+def test_loss_dice_on_mask_and_border_by_hand():
+    # p = 0.5 everywhere. Mask 2 of 4 pixels: 1 - 0.6; contour 1 of 4 (no Dice term); border 0 of 4:
+    # Dice (0 + 1) / (2 + 0 + 1), loss 2/3. BCE is log 2 on every pixel of every channel.
+    logits = torch.zeros(1, 3, 2, 2)
+    target = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]]])
+    names = ["mask", "contour", "border"]
+    assert segmentation_loss(logits, target, "bce+dice-border", names).item() == pytest.approx(
+        np.log(2) + 0.4 + 2 / 3, rel=1e-5)
+    # the border found by name, not by place
+    swapped = target[:, [0, 2, 1]]
+    assert segmentation_loss(logits, swapped, "bce+dice-border", ["mask", "border", "contour"]).item() == pytest.approx(
+        np.log(2) + 0.4 + 2 / 3, rel=1e-5)
+    for bad in (None, ["mask", "contour", "distance"], ["mask", "border"]):
+        with pytest.raises(ValueError, match="needs a 'border' channel"):
+            segmentation_loss(logits, target, "bce+dice-border", bad)
+
+
 def test_loss_reads_a_weight_channel_by_hand():
     # p = 0.5 everywhere: every pixel's BCE is log 2; weights 1, 1, 1, 5 in both channels: mean (3 + 5) / 4 = 2
     logits = torch.zeros(1, 2, 2, 2)
@@ -270,6 +287,9 @@ def test_config_check_names_a_bad_setting():
     with pytest.raises(ValueError, match="add 'contour' to targets"):
         get_recipe("cpu", touch_weight=10.0, targets=("mask",)).check()
     assert get_recipe("cpu", touch_weight=10.0).check().touch_weight == 10.0
+    with pytest.raises(ValueError, match="add 'border' to targets"):
+        get_recipe("cpu", loss="bce+dice-border").check()
+    assert get_recipe("cpu", loss="bce+dice-border", targets=("mask", "contour", "border")).check().loss == "bce+dice-border"
 
 
 def test_weight_average_follows_the_formula_and_copies_counters():

@@ -1,9 +1,10 @@
-"""Losses: BCE with logits, optionally plus soft Dice on the nucleus mask or on every output channel."""
+"""Losses: BCE with logits, optionally plus soft Dice on the nucleus mask, on the mask and the touching border, or
+on every output channel."""
 
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("bce", "bce+dice", "bce+dice-all")
+LOSSES = ("bce", "bce+dice", "bce+dice-border", "bce+dice-all")
 
 
 def soft_dice_loss(logits, target, eps=1.0, channel=0):
@@ -21,7 +22,7 @@ def soft_dice_loss(logits, target, eps=1.0, channel=0):
     return (1 - (2 * (p * t).sum(1) + eps) / (p.sum(1) + t.sum(1) + eps)).mean()
 
 
-def segmentation_loss(logits, target, kind="bce"):
+def segmentation_loss(logits, target, kind="bce", channels=None):
     """The training loss.
 
     Parameters
@@ -31,10 +32,14 @@ def segmentation_loss(logits, target, kind="bce"):
         Must match `logits` exactly (a ``[B, 1, 1, H, W]`` target is refused), or have one more channel: the
         weight of each pixel's BCE in every channel (:class:`~nucleiseg_lib.data.NucleiDataset` with
         ``touch_weight``); the Dice terms are not weighted.
-    kind : {"bce", "bce+dice", "bce+dice-all"}
+    kind : {"bce", "bce+dice", "bce+dice-border", "bce+dice-all"}
         ``"bce+dice"`` adds the soft Dice of the mask channel; ``"bce+dice-all"`` adds the soft Dice of every
         channel, so that a thin, sparse channel (the contours) has a term of its own as large as the mask's,
-        instead of being a small share of the mean BCE.
+        instead of being a small share of the mean BCE; ``"bce+dice-border"`` adds the soft Dice of the mask
+        and of the touching border only (the sparsest channel, which BCE alone leaves unlearnt), not of the contour.
+    channels : sequence of str, optional
+        The name of each output channel (the config's ``targets``); ``"bce+dice-border"`` needs one named
+        ``"border"``.
 
     Returns
     -------
@@ -49,6 +54,12 @@ def segmentation_loss(logits, target, kind="bce"):
                                               weight=None if weight is None else weight.expand_as(logits))
     if kind == "bce+dice":
         loss = loss + soft_dice_loss(logits, target)
+    elif kind == "bce+dice-border":
+        names = list(channels or [])
+        if "border" not in names or len(names) != logits.shape[1]:
+            raise ValueError(f"loss 'bce+dice-border' needs a 'border' channel among {logits.shape[1]} named channels, "
+                             f"got {names}")
+        loss = loss + soft_dice_loss(logits, target) + soft_dice_loss(logits, target, channel=names.index("border"))
     elif kind == "bce+dice-all":
         loss = loss + sum(soft_dice_loss(logits, target, channel=c) for c in range(logits.shape[1]))
     elif kind != "bce":

@@ -33,7 +33,7 @@ class TrainConfig:
     lr: float = 1e-4
     lr_schedule: str = "constant"  # or "cosine"
     weight_decay: float = 0.0
-    loss: str = "bce"             # or "bce+dice"
+    loss: str = "bce"             # training.losses.LOSSES
     augment: bool = False
     colour: str = "mix"           # "mix" or "stain" (also new hues and saturations): data.transforms.augment_colour
     blur: float = 0.0             # chance of a Gaussian blur of an augmented rgb crop (data.transforms.augment_colour)
@@ -89,6 +89,8 @@ class TrainConfig:
                 raise ValueError(f"{name}={value!r} is not {words}")
         if self.touch_weight and "contour" not in self.targets:
             raise ValueError(f"touch_weight={self.touch_weight!r} weighs the contour target: add 'contour' to targets")
+        if self.loss == "bce+dice-border" and "border" not in self.targets:
+            raise ValueError("loss='bce+dice-border' needs the border target: add 'border' to targets")
         for name in ("paste", "touch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -189,7 +189,7 @@ class Trainer:
         """One step: forward, loss, zero the gradients, backward, update. Returns the loss (a scalar Tensor)."""
         with _autocast(self.device, self.cfg.amp):
             out = model(x)
-        loss = segmentation_loss(out, y, self.cfg.loss)
+        loss = segmentation_loss(out, y, self.cfg.loss, self.cfg.targets)
         opt.zero_grad(set_to_none=True)
         if scaler is None:  # without a gradient scaler (fp16 on CUDA needs one)
             loss.backward()
@@ -314,7 +314,7 @@ def validate_model(model, ds, device, cfg, memory_format=None):
         x, y = ds[i]
         with _autocast(device, cfg.amp):
             out = model(x[None].to(device).contiguous(memory_format=memory_format or torch.contiguous_format))
-        losses.append(segmentation_loss(out, y[None].to(device), cfg.loss).item())
+        losses.append(segmentation_loss(out, y[None].to(device), cfg.loss, cfg.targets).item())
         ious.append(iou_metric(out[0, 0].float().cpu().numpy() > 0, y[0].numpy() > 0))
     return float(np.mean(losses)), float(np.mean(ious))
 
