@@ -129,6 +129,10 @@ def variants(pp, everything=True):
     if pp.get("seed_split", 0.0) or pp.get("seed_split_size", 0.0):
         rows.append(("validation-chosen post-processing without the seed split", None,
                      dict(seed_split=0.0, seed_split_size=0.0), {}))
+    if pp.get("method") == "watershed" and "border" in (pp.get("channels") or ()):
+        # above any probability: the border map no longer cuts seeds (it still lowers the watershed surface)
+        rows.append(("validation-chosen post-processing without the border's seed cut", None,
+                     dict(border_threshold=1.01), {}))
     if pp.get("seed_opening", 1) != 1 or pp.get("min_score", 0.0):
         method = pp.get("method", "cc")
         short = {"cc": "connected components", "watershed": "watershed", "distance": "distance watershed"}[method]
