@@ -3,7 +3,7 @@
     python benchmarks/recipes.py train --name cpu [--recipe cpu] [--epochs N] [--set KEY=VALUE ...] [--no-calibrate]
     python benchmarks/recipes.py calibrate --name cpu --out cpu-pp   # a run's best.pt, post-processing chosen anew
         [--seed-splits H ...] [--contour-thresholds C ...]          # what validation may choose from
-        [--seed-split-sizes F ...]
+        [--seed-split-sizes F ...] [--seed-min-fractions F ...]
     python benchmarks/recipes.py ensemble --name a --with b c --out abc   # one checkpoint of 3 runs' weights
     python benchmarks/recipes.py evaluate --name cpu        # -> benchmarks/results/cpu.json
     python benchmarks/recipes.py table                      # -> benchmarks/results/ablation.md and README.md
@@ -96,6 +96,8 @@ def recalibrate(a, state=None, info_extra=None):
         extra["contour_thresholds"] = tuple(a.contour_thresholds)
     if a.seed_split_sizes is not None:
         extra["seed_split_sizes"] = tuple(a.seed_split_sizes)
+    if getattr(a, "seed_min_fractions", None) is not None:
+        extra["seed_min_fractions"] = tuple(a.seed_min_fractions)
     chosen = calibrate(out / "best.pt", samples, split["val"], progress=False, train_ids=split["train"], **extra)
     train_info = RESULTS / f"{a.name}_train.json"
     info = json.loads(train_info.read_text()) if train_info.exists() else {}
@@ -133,6 +135,9 @@ def variants(pp, everything=True):
         # above any probability: the border map no longer cuts seeds (it still lowers the watershed surface)
         rows.append(("validation-chosen post-processing without the border's seed cut", None,
                      dict(border_threshold=1.01), {}))
+    if pp.get("seed_min_fraction", 0.0):
+        rows.append(("validation-chosen post-processing without the small-seed drop", None,
+                     dict(seed_min_fraction=0.0), {}))
     if pp.get("seed_opening", 1) != 1 or pp.get("min_score", 0.0):
         method = pp.get("method", "cc")
         short = {"cc": "connected components", "watershed": "watershed", "distance": "distance watershed"}[method]
@@ -270,6 +275,9 @@ def main():
             s.add_argument("--seed-split-sizes", type=float, nargs="*", metavar="F",
                            help="seed splits at F x each image's median seed radius, also offered (default: "
                                 "inference.calibrate's, 0.1 and 0.15; none: --seed-split-sizes with no value)")
+            s.add_argument("--seed-min-fractions", type=float, nargs="+", metavar="F",
+                           help="seeds under F x each image's median seed area dropped, to choose from with the "
+                                "seed opening and faint-object minimum (default: inference.calibrate's, 0 only)")
         if name == "train":
             s.add_argument("--recipe", default="cpu")
             s.add_argument("--epochs", type=int)

@@ -219,6 +219,7 @@ def test_calibrate_refines_seeds_and_scores_on_validation_only(tmp_path, checkpo
     chosen = calibrate(ck, samples, val, progress=False)
     refine = chosen["refine"]
     assert [(r["seed_opening"], r["min_score"]) for r in refine][:4] == [(1, 0.0), (1, 0.6), (1, 0.7), (1, 0.8)]
+    assert all(r["seed_min_fraction"] == 0.0 for r in refine) and chosen["seed_min_fraction"] == 0.0   # not offered
     first = max(chosen["sweep"], key=lambda r: r["dsb_score"])
     assert len(refine) == (12 if first["method"] == "watershed" else 4)   # openings only matter to watershed seeds
     assert refine[0]["dsb_score"] == pytest.approx(first["dsb_score"])   # the same settings, the same score
@@ -230,6 +231,13 @@ def test_calibrate_refines_seeds_and_scores_on_validation_only(tmp_path, checkpo
     assert chosen["val_dsb_score"] == pytest.approx(max(first["dsb_score"], best["dsb_score"]))
     stored = Predictor(ck).postprocess
     assert stored["min_score"] == chosen["min_score"] and "refine" in stored
+    offered = calibrate(ck, samples, val, progress=False, thresholds=[0.5], seed_openings=(1,), min_scores=(0.0,),
+                        seed_min_fractions=(0.0, 0.2))
+    if offered["method"] == "watershed":                      # a fraction per opening and minimum score
+        assert [r["seed_min_fraction"] for r in offered["refine"]] == [0.0, 0.2]
+        top = max(offered["refine"], key=lambda r: r["dsb_score"])
+        assert offered["seed_min_fraction"] == (top["seed_min_fraction"] if top["dsb_score"] > max(
+            r["dsb_score"] for r in offered["sweep"]) else 0.0)
 
 
 def _discs(centres, r, shape=(30, 60)):
@@ -302,6 +310,29 @@ def test_label_instances_seed_split_separates_touching_nuclei_without_a_contour(
                                                             seed_split=1.0))["labels"].max() == 2
 
 
+def test_drop_small_seeds_merges_a_fragment_into_its_nucleus_and_keeps_a_small_nucleus_alone():
+    from nucleiseg_lib.inference.postprocess import drop_small_seeds
+    markers = np.zeros((1, 40), int)
+    markers[0, :10], markers[0, 12:22], markers[0, 24:34], markers[0, 36:38] = 1, 2, 3, 4
+    np.testing.assert_array_equal(drop_small_seeds(markers, 0.0), markers)
+    kept = drop_small_seeds(markers, 0.3)                          # median area 10: seeds under 3 px go
+    assert kept.max() == 3 and (kept[0, 36:38] == 0).all() and (kept[0, :34] == markers[0, :34]).all()
+    assert drop_small_seeds(np.zeros((3, 3), int), 0.5).max() == 0
+    # three nuclei, the first cut by a contour drawn through it (a cap as a seed of its own), and one small nucleus
+    prob = _discs([(15, 15), (15, 40), (15, 65), (15, 100)], 10, shape=(30, 120)).astype(float)
+    prob[_discs([(15, 100)], 10, shape=(30, 120)) & ~_discs([(15, 100)], 4, shape=(30, 120))] = 0
+    contour = np.zeros_like(prob)
+    contour[:, 20:22] = 1
+    opts = dict(contour=contour, method="watershed", contour_threshold=0.5, seed_opening=0)
+    assert label_instances(prob, 0.5, **opts).max() == 5             # the cap is an object
+    four = label_instances(prob, 0.5, **opts, seed_min_fraction=0.3)
+    assert four.max() == 4 and ((four > 0) == (prob > 0.5)).all()     # nothing of the mask is lost
+    assert len(np.unique(four[_discs([(15, 15)], 10, shape=(30, 120))])) == 1   # the cap went to its nucleus
+    assert len(np.unique(four[_discs([(15, 100)], 4, shape=(30, 120))])) == 1   # the small nucleus stays itself
+    pp = dict(DEFAULT_POSTPROCESS, method="watershed", contour_threshold=0.5, seed_opening=0, seed_min_fraction=0.3)
+    np.testing.assert_array_equal(postprocess_proba(np.stack([prob, contour]), pp)["labels"], four)
+
+
 def test_calibrate_chooses_the_seed_split_on_validation(tmp_path, checkpoint, tiny_data):  # noqa: F811
     import shutil
     from nucleiseg_lib.inference import calibrate
@@ -351,6 +382,9 @@ def test_describe_postprocess_names_only_what_was_chosen():
     assert describe_postprocess(dict(threshold=0.6, method="watershed", contour_threshold=0.7)) == (
         "threshold 0.6, watershed from seeds where the contour probability is under 0.7")
     assert "contour" not in describe_postprocess(dict(threshold=0.6, method="cc", contour_threshold=0.7))
+    assert describe_postprocess(dict(threshold=0.5, method="watershed", seed_min_fraction=0.2)) == (
+        "threshold 0.5, watershed, seeds under 0.2 x the median seed area dropped")
+    assert "area" not in describe_postprocess(dict(threshold=0.5, method="watershed", seed_min_fraction=0.0))
 
 
 def test_distance_watershed_splits_touching_nuclei_from_the_distance_map():

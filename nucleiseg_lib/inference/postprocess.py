@@ -22,9 +22,11 @@ RULE_LABELS = {"validation": "validation-optimal", "fixed": "fixed 0.5", "relati
 #: predicted distance to the nucleus edge is above it (1 at a nucleus's centre).
 #: ``border_threshold``: with a border channel (a model trained with the "border" target), watershed seeds are
 #: also cut where the probability that two nuclei touch there is at or above it.
+#: ``seed_min_fraction``: watershed seeds smaller than this fraction of the image's median seed area are dropped
+#: before the seeds grow, so that their pixels go to the neighbouring nucleus (:func:`drop_small_seeds`; 0: none).
 DEFAULT_POSTPROCESS = dict(threshold=0.5, method="cc", min_size=8, contour_threshold=0.5, seed_opening=1,
                            min_score=0.0, seed_split=0.0, seed_split_size=0.0, distance_threshold=0.5,
-                           border_threshold=0.5)
+                           border_threshold=0.5, seed_min_fraction=0.0)
 #: The output channels of a model by their number, when its checkpoint does not name them (a ``channels`` entry
 #: of the post-processing names them: :func:`postprocess_settings`).
 CHANNELS = ("mask", "contour", "distance")
@@ -104,6 +106,8 @@ def describe_postprocess(postprocess):
         words += f", seeds split at distance maxima {pp['seed_split_size']:g} x the median seed radius high"
     elif pp.get("seed_split"):
         words += f", seeds split at distance maxima {pp['seed_split']:g} px high"
+    if pp.get("seed_min_fraction"):
+        words += f", seeds under {pp['seed_min_fraction']:g} x the median seed area dropped"
     return words
 
 
@@ -307,6 +311,40 @@ def split_height(seeds, fraction):
     return fraction * _median_radius(np.bincount(comps.ravel())[1:])
 
 
+def drop_small_seeds(markers, fraction):
+    """Drop watershed seeds smaller than `fraction` of the median seed area of the image, and renumber 1..N.
+
+    On a stain the model never saw, a nucleus can come out as one large seed and a few small pieces
+    (cut by texture, a contour or a border drawn through it), each of which would grow into an object.
+    A piece much smaller than the image's typical seed is more likely such a fragment than a nucleus:
+    without its seed, its pixels are flooded from the neighbouring seed by the watershed; a small seed
+    alone in its own foreground component still becomes an object (:func:`label_instances` keeps
+    components that no seed reached). The 2018 winners used a minimum seed size relative to the
+    image's nucleus size for over-splitting on new stains.
+
+    Parameters
+    ----------
+    markers : ndarray, shape (H, W), int, 0 = no seed
+    fraction : float
+        0 keeps every seed.
+
+    Returns
+    -------
+    ndarray, shape (H, W), int32
+
+    Examples
+    --------
+    >>> m = np.zeros((1, 30), int); m[0, :10] = 1; m[0, 12:22] = 2; m[0, 25:27] = 3
+    >>> drop_small_seeds(m, 0.5).max()
+    2
+    """
+    markers = np.asarray(markers)
+    if fraction <= 0 or markers.size == 0 or markers.max() == 0:
+        return markers.astype(np.int32, copy=False)
+    areas = np.bincount(markers.ravel())
+    return _keep_instances(markers, areas >= fraction * np.median(areas[1:][areas[1:] > 0]))
+
+
 def _median_radius(areas):
     """The radius of a disc of the median of `areas` (0 when there are none)."""
     return float(np.sqrt(np.median(areas) / np.pi)) if len(areas) else 0.0
@@ -314,7 +352,7 @@ def _median_radius(areas):
 
 def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=None, contour_threshold=None,
                     seed_opening=None, min_score=None, seed_split=None, distance=None, distance_threshold=None,
-                    seed_split_size=None, border=None, border_threshold=None):
+                    seed_split_size=None, border=None, border_threshold=None, seed_min_fraction=None):
     """Nucleus instances from a foreground probability map.
 
     Parameters
@@ -356,6 +394,9 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
         where it is high.
     border_threshold : float, optional
         Default 0.5.
+    seed_min_fraction : float, optional
+        Watershed seeds smaller than this fraction of the image's median seed area are dropped
+        (:func:`drop_small_seeds`; default 0: none).
 
     Returns
     -------
@@ -394,6 +435,8 @@ def label_instances(prob, threshold=0.5, contour=None, method=None, min_size=Non
             seeds = ndimage.binary_opening(seeds, iterations=seed_opening)
         markers = split_seeds(seeds, seed_split, size_fraction=seed_split_size)
         markers = remove_small(markers, max(1, min_size // 4))
+        seed_min_fraction = defaults["seed_min_fraction"] if seed_min_fraction is None else float(seed_min_fraction)
+        markers = drop_small_seeds(markers, seed_min_fraction)
     else:
         from skimage.feature import peak_local_max
         dist = ndimage.distance_transform_edt(mask)
@@ -445,7 +488,7 @@ def postprocess_proba(prob, postprocess, rule=None):
     postprocess : dict
         ``threshold``, ``method``, ``min_size``, ``contour_threshold`` and optionally ``seed_opening``,
         ``min_score``, ``seed_split``, ``seed_split_size``, ``distance_threshold``, ``border_threshold``,
-        ``channels`` (defaults: :data:`DEFAULT_POSTPROCESS`).
+        ``seed_min_fraction``, ``channels`` (defaults: :data:`DEFAULT_POSTPROCESS`).
     rule : threshold rule or float, optional
         See :func:`find_threshold`; default "validation" (``postprocess["threshold"]``).
 
@@ -459,5 +502,6 @@ def postprocess_proba(prob, postprocess, rule=None):
                              postprocess["contour_threshold"], postprocess.get("seed_opening"),
                              postprocess.get("min_score"), postprocess.get("seed_split"), maps.get("distance"),
                              postprocess.get("distance_threshold"), postprocess.get("seed_split_size"),
-                             maps.get("border"), postprocess.get("border_threshold"))
+                             maps.get("border"), postprocess.get("border_threshold"),
+                             postprocess.get("seed_min_fraction"))
     return dict(prob=prob, threshold=t, mask=prob[0] > t, labels=labels)

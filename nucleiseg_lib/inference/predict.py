@@ -180,7 +180,7 @@ def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progres
 def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, contour_thresholds=(0.3, 0.5, 0.7),
               progress=True, train_ids=None, seed_openings=(1, 2, 3), min_scores=(0.0, 0.6, 0.7, 0.8),
               seed_splits=(0.0, 1.0), distance_thresholds=(0.3, 0.4, 0.5, 0.6),
-              seed_split_sizes=(0.1, 0.15), border_thresholds=(0.3, 0.5, 0.7)):
+              seed_split_sizes=(0.1, 0.15), border_thresholds=(0.3, 0.5, 0.7), seed_min_fractions=(0.0,)):
     """Choose threshold and instance method on the validation split; store them in the checkpoint.
 
     The choice (threshold, instance method and, for watershed, the contour threshold
@@ -193,8 +193,10 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
     also the "distance" method at each of `distance_thresholds`; for a model with a touching-border channel, each
     watershed choice at each of `border_thresholds`) maximises the mean DSB score
     over `val_ids`. A second, smaller sweep then tries, at that choice, each opening of the
-    watershed seeds (`seed_openings`) and each minimum mean probability of an instance
-    (`min_scores`); a pair is taken only if it beats the first choice on validation. The result is written
+    watershed seeds (`seed_openings`), each minimum mean probability of an instance
+    (`min_scores`) and each minimum seed size relative to the image's median seed
+    (`seed_min_fractions`, :func:`~nucleiseg_lib.inference.postprocess.drop_small_seeds`; default 0 only);
+    a combination is taken only if it beats the first choice on validation. The result is written
     into the checkpoint (atomically) as ``postprocess`` with both sweeps (``sweep``,
     ``refine``), so ``predict`` and ``evaluate`` use it by default.
 
@@ -223,7 +225,8 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
         return float(np.mean([dsb_score(samples[s][1], predictor.postprocess_proba(probs[s], t, **settings)["labels"])
                               for s in val_ids]))
 
-    plain = {k: DEFAULT_POSTPROCESS[k] for k in ("seed_opening", "min_score")}  # not what an earlier calibration chose
+    plain = {k: DEFAULT_POSTPROCESS[k] for k in ("seed_opening", "min_score", "seed_min_fraction")}  # not what an
+    # earlier calibration chose
     sweep = []
     for method in methods:
         seeded = method == "watershed" and has_contour
@@ -247,11 +250,13 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
     best = max(sweep, key=lambda r: r["dsb_score"])
     settings = {k: v for k, v in best.items() if k not in ("dsb_score", "threshold")}
     refine = []  # the first pair is the default (opening 1, no minimum), so ties keep the first choice
-    for so in (seed_openings if best["method"] == "distance" or (best["method"] == "watershed" and has_contour)
-               else [1]):
+    seeded = best["method"] == "distance" or (best["method"] == "watershed" and has_contour)
+    for so in (seed_openings if seeded else [1]):
         for ms in min_scores:
-            refine.append(dict(seed_opening=int(so), min_score=float(ms),
-                               dsb_score=mean_dsb(best["threshold"], **settings, seed_opening=so, min_score=ms)))
+            for mf in (seed_min_fractions if seeded else [0.0]):
+                refine.append(dict(seed_opening=int(so), min_score=float(ms), seed_min_fraction=float(mf),
+                                   dsb_score=mean_dsb(best["threshold"], **settings, seed_opening=so, min_score=ms,
+                                                      seed_min_fraction=mf)))
     top = max(refine, key=lambda r: r["dsb_score"]) if refine else dict(dsb_score=-1.0)
     extra = {k: v for k, v in top.items() if k != "dsb_score"} if top["dsb_score"] > best["dsb_score"] else plain
     chosen = {**predictor.postprocess, **{k: v for k, v in best.items() if k != "dsb_score"}, **extra,
