@@ -277,7 +277,7 @@ def main():
                                 "inference.calibrate's, 0.1 and 0.15; none: --seed-split-sizes with no value)")
             s.add_argument("--seed-min-fractions", type=float, nargs="+", metavar="F",
                            help="seeds under F x each image's median seed area dropped, to choose from with the "
-                                "seed opening and faint-object minimum (default: inference.calibrate's, 0 only)")
+                                "seed opening and faint-object minimum (default: inference.calibrate's, 0-0.3)")
         if name == "train":
             s.add_argument("--recipe", default="cpu")
             s.add_argument("--epochs", type=int)

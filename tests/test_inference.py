@@ -216,7 +216,7 @@ def test_calibrate_refines_seeds_and_scores_on_validation_only(tmp_path, checkpo
     state["postprocess"] = {**(state.get("postprocess") or {}), "min_score": 0.99, "seed_opening": 3}
     save_checkpoint(state, ck)                                # an earlier choice must not leak into the first sweep
     _, samples, _, val = tiny_data
-    chosen = calibrate(ck, samples, val, progress=False)
+    chosen = calibrate(ck, samples, val, progress=False, seed_min_fractions=(0.0,))
     refine = chosen["refine"]
     assert [(r["seed_opening"], r["min_score"]) for r in refine][:4] == [(1, 0.0), (1, 0.6), (1, 0.7), (1, 0.8)]
     assert all(r["seed_min_fraction"] == 0.0 for r in refine) and chosen["seed_min_fraction"] == 0.0   # not offered

@@ -244,6 +244,12 @@ def test_ablation_table_names_the_final_recipe_not_the_last_run(tmp_path):
     ensemble = result("ensemble", 5)
     ensemble["train"]["ensemble_of"] = ["recipe", "recipe-seed1"]  # the recipe's config, but three runs' weights
     assert final_result([*runs, ensemble])["name"] == "recipe"
+    finer = result("finer", 6)                                 # the recipe's weights, a seed split calibrate
+    finer["postprocess"] = dict(threshold=0.5, method="watershed", seed_split_size=0.05)   # does not offer
+    assert final_result([*runs, finer])["name"] == "recipe"
+    offered = result("offered", 7)
+    offered["postprocess"] = dict(threshold=0.5, method="watershed", seed_split_size=0.1, seed_min_fraction=0.3)
+    assert final_result([*runs, finer, offered])["name"] == "offered"
     assert final_result(runs[:1])["name"] == "old"           # no current recipe among them: the last one
     for r in runs:
         (tmp_path / f"{r['name']}.json").write_text(json.dumps(r))

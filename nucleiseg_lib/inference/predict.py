@@ -180,7 +180,8 @@ def evaluate_predictions(predictor, samples, ids, probs=None, rule=None, progres
 def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, contour_thresholds=(0.3, 0.5, 0.7),
               progress=True, train_ids=None, seed_openings=(1, 2, 3), min_scores=(0.0, 0.6, 0.7, 0.8),
               seed_splits=(0.0, 1.0), distance_thresholds=(0.3, 0.4, 0.5, 0.6),
-              seed_split_sizes=(0.1, 0.15), border_thresholds=(0.3, 0.5, 0.7), seed_min_fractions=(0.0,)):
+              seed_split_sizes=(0.1, 0.15), border_thresholds=(0.3, 0.5, 0.7),
+              seed_min_fractions=(0.0, 0.1, 0.2, 0.3)):
     """Choose threshold and instance method on the validation split; store them in the checkpoint.
 
     The choice (threshold, instance method and, for watershed, the contour threshold
@@ -195,7 +196,8 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
     over `val_ids`. A second, smaller sweep then tries, at that choice, each opening of the
     watershed seeds (`seed_openings`), each minimum mean probability of an instance
     (`min_scores`) and each minimum seed size relative to the image's median seed
-    (`seed_min_fractions`, :func:`~nucleiseg_lib.inference.postprocess.drop_small_seeds`; default 0 only);
+    (`seed_min_fractions`, :func:`~nucleiseg_lib.inference.postprocess.drop_small_seeds`; README, "seeds under
+    a fraction of the median seed dropped");
     a combination is taken only if it beats the first choice on validation. The result is written
     into the checkpoint (atomically) as ``postprocess`` with both sweeps (``sweep``,
     ``refine``), so ``predict`` and ``evaluate`` use it by default.

@@ -21,14 +21,36 @@ def load_results(results_dir=None):
     return sorted(out, key=lambda r: (r.get("train", {}).get("finished", 0), r["name"]))
 
 
+def offered_by_calibrate(postprocess):
+    """Whether each seed and object choice in `postprocess` is one that today's calibration offers.
+
+    A post-processing step measured on a recipe's weights and not adopted (e.g. a finer seed split offered by
+    ``benchmarks/recipes.py calibrate``) can be chosen from values that
+    :func:`~nucleiseg_lib.inference.calibrate` does not offer by default: ``nucleiseg train`` would not
+    choose it, so it is not the recipe.
+    """
+    import inspect
+    from ..inference.predict import calibrate
+    d = {k: v.default for k, v in inspect.signature(calibrate).parameters.items()}
+    offers = dict(contour_threshold=d["contour_thresholds"], seed_split=(0.0, *d["seed_splits"]),
+                  seed_split_size=(0.0, *d["seed_split_sizes"]), seed_opening=(1, *d["seed_openings"]),
+                  min_score=(0.0, *d["min_scores"]), seed_min_fraction=(0.0, *d["seed_min_fractions"]),
+                  border_threshold=(0.5, *d["border_thresholds"]))
+    return all(any(abs(float(postprocess[k]) - o) < 1e-9 for o in allowed)
+               for k, allowed in offers.items() if k in (postprocess or {}))
+
+
 def is_current_recipe(res):
     """Whether a result's training config is its recipe as the library defines it today (epochs included).
 
     An ensemble of runs (``benchmarks/recipes.py ensemble``: its training record names its members) is not one run
-    of the recipe, whatever its first member's config.
+    of the recipe, whatever its first member's config; nor is a result whose post-processing holds a choice that
+    today's calibration does not offer (:func:`offered_by_calibrate`).
     """
     from ..training import TrainConfig, get_recipe
     if (res.get("train") or {}).get("ensemble_of"):
+        return False
+    if not offered_by_calibrate(res.get("postprocess") or {}):
         return False
     cfg = res.get("config") or {}
     try:
