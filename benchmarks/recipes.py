@@ -86,7 +86,7 @@ def recalibrate(a, state=None, info_extra=None):
         save_checkpoint(state, out / "best.pt")
     elif not same:
         shutil.copy2(src / "best.pt", out / "best.pt")
-    if not same:
+    if not same and (src / "history.json").exists():   # a shipped model copied into runs/ has none
         shutil.copy2(src / "history.json", out / "history.json")
     split = load_checkpoint(out / "best.pt")["split"]
     samples = SampleCache(a.data, ids=sorted(set(split["train"]) | set(split["val"])), progress=False).load_all()
