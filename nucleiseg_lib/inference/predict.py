@@ -197,7 +197,7 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
     watershed seeds (`seed_openings`), each minimum mean probability of an instance
     (`min_scores`) and each minimum seed size relative to the image's median seed
     (`seed_min_fractions`, :func:`~nucleiseg_lib.inference.postprocess.drop_small_seeds`; README, "seeds under
-    a fraction of the median seed dropped");
+    a fraction of the image's median seed dropped");
     a combination is taken only if it beats the first choice on validation. The result is written
     into the checkpoint (atomically) as ``postprocess`` with both sweeps (``sweep``,
     ``refine``), so ``predict`` and ``evaluate`` use it by default.
