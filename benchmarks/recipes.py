@@ -96,7 +96,7 @@ def recalibrate(a, state=None, info_extra=None):
         extra["contour_thresholds"] = tuple(a.contour_thresholds)
     if a.seed_split_sizes is not None:
         extra["seed_split_sizes"] = tuple(a.seed_split_sizes)
-    if getattr(a, "seed_min_fractions", None) is not None:
+    if a.seed_min_fractions is not None:
         extra["seed_min_fractions"] = tuple(a.seed_min_fractions)
     chosen = calibrate(out / "best.pt", samples, split["val"], progress=False, train_ids=split["train"], **extra)
     train_info = RESULTS / f"{a.name}_train.json"
@@ -265,7 +265,7 @@ def main():
         if name == "ensemble":
             s.add_argument("--with", dest="members", nargs="+", required=True, metavar="NAME",
                            help="the other runs whose weights join runs/<name>'s")
-            s.set_defaults(seed_splits=None, contour_thresholds=None, seed_split_sizes=None)
+            s.set_defaults(seed_splits=None, contour_thresholds=None, seed_split_sizes=None, seed_min_fractions=None)
         if name == "calibrate":
             s.add_argument("--seed-splits", type=float, nargs="+", metavar="H",
                            help="seed splits to choose from (default: inference.calibrate's, 0 and 1; 0 = none)")

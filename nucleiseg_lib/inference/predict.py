@@ -227,8 +227,8 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
         return float(np.mean([dsb_score(samples[s][1], predictor.postprocess_proba(probs[s], t, **settings)["labels"])
                               for s in val_ids]))
 
-    plain = {k: DEFAULT_POSTPROCESS[k] for k in ("seed_opening", "min_score", "seed_min_fraction")}  # not what an
-    # earlier calibration chose
+    # the refinable settings at their defaults, not at what an earlier calibration chose
+    plain = {k: DEFAULT_POSTPROCESS[k] for k in ("seed_opening", "min_score", "seed_min_fraction")}
     sweep = []
     for method in methods:
         seeded = method == "watershed" and has_contour
@@ -251,7 +251,7 @@ def calibrate(checkpoint, samples, val_ids, thresholds=None, methods=None, conto
                                   dsb_score=mean_dsb(t, method=method, **extra, **plain)))
     best = max(sweep, key=lambda r: r["dsb_score"])
     settings = {k: v for k, v in best.items() if k not in ("dsb_score", "threshold")}
-    refine = []  # the first pair is the default (opening 1, no minimum), so ties keep the first choice
+    refine = []  # the first row is the default (opening 1, no minimum score, no seed dropped): ties keep it
     seeded = best["method"] == "distance" or (best["method"] == "watershed" and has_contour)
     for so in (seed_openings if seeded else [1]):
         for ms in min_scores:
