@@ -18,7 +18,17 @@ the library does not use, each computed from the same probability maps:
 * **the true touching border given**: the border of the image's true nuclei
   (:func:`nucleiseg_lib.data.transforms.touching_border`) as the model's border channel, or in place of its own:
   the most that a border channel that the model learnt perfectly could add to these maps (an upper bound that
-  uses the answer, not a method).
+  uses the answer, not a method);
+* **tighter outlines**: each object of the chosen post-processing cut back to where the nucleus probability is
+  above 0.6 or 0.7 (its instances as they were, only their outlines moved inwards);
+* **the true outline of each found nucleus given**: every predicted object that matches a true nucleus (IoU over
+  0.5) replaced by that nucleus's true pixels, the rest left as predicted (:func:`true_outlines`): what exact
+  outlines would add to the nuclei the model already finds, beside what the border would add by finding more
+  (an upper bound too);
+* **batch-norm statistics from the image itself** (``--bn-alphas``): each batch normalisation normalises with
+  ``(1 - a)`` of its training statistics and ``a`` of the image's own feature statistics (AdaBN, Li et al. 2016;
+  a < 1 as in alpha-BN for a single test image): a test-time adaptation to a new stain or microscope that needs
+  no labels. These variants run the network again, unfused.
 
 None of these is offered to ``calibrate``: this script says whether one should be. For a model with a border
 channel (``targets`` mask, contour, border), its confidence is reported beside the contour's.
@@ -72,6 +82,65 @@ def scaled_maps(pred, image, scales):
     return out
 
 
+def true_outlines(labels, true):
+    """Predicted labels whose objects that match a true nucleus (IoU > 0.5) take that nucleus's true pixels.
+
+    Parameters
+    ----------
+    labels, true : ndarray, shape (H, W), int (0 = background)
+
+    Returns
+    -------
+    ndarray, shape (H, W), int32: unmatched objects as predicted, matched ones as their true nucleus
+    """
+    from scipy import ndimage
+    labels, true = np.asarray(labels), np.asarray(true)
+    out, matched = labels.astype(np.int32, copy=True), []
+    for p, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        own = labels[box] == p
+        hit = true[box][own]
+        hit = hit[hit > 0]
+        if hit.size == 0:
+            continue
+        t = int(np.bincount(hit).argmax())
+        pm, tm = labels == p, true == t
+        if (pm & tm).sum() > 0.5 * (pm | tm).sum():
+            matched.append((p, tm))
+    for p, _ in matched:
+        out[labels == p] = 0
+    for p, tm in matched:
+        out[tm & (out == 0)] = p
+    return out
+
+
+def blend_batch_norm(model, alpha):
+    """`model` (unfused, eval mode) with each BatchNorm2d normalising by a blend of its running statistics and
+    the batch's own: mean ``(1 - a) m_run + a m_x`` and the variance of that mixture (AdaBN for a = 1)."""
+    import torch
+    from torch import nn
+
+    class Blend(nn.Module):
+        def __init__(self, bn):
+            super().__init__()
+            self.bn = bn
+
+        def forward(self, x):
+            bn, xf = self.bn, x.float()
+            m, v = xf.mean((0, 2, 3)), xf.var((0, 2, 3), unbiased=False)
+            mu = (1 - alpha) * bn.running_mean + alpha * m
+            var = (1 - alpha) * (bn.running_var + (bn.running_mean - mu) ** 2) + alpha * (v + (m - mu) ** 2)
+            y = (xf - mu[:, None, None]) * torch.rsqrt(var[:, None, None] + bn.eps)
+            return (y * bn.weight[:, None, None] + bn.bias[:, None, None]).to(x.dtype)
+
+    todo = [(mod, name, child) for mod in model.modules() for name, child in mod.named_children()
+            if isinstance(child, nn.BatchNorm2d)]
+    for mod, name, child in todo:
+        setattr(mod, name, Blend(child))
+    return model.eval()
+
+
 def score(samples, ids, kinds, labels_of):
     """Mean DSB overall and per kind, objects found / true per image."""
     from nucleiseg_lib.metrics import evaluate_image
@@ -94,12 +163,14 @@ def main():
     p.add_argument("--name", default="amx-s0-size", help="the run folder runs/<name>")
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--no-scales", action="store_true", help="skip the test-time scales (the slow part)")
+    p.add_argument("--bn-alphas", type=float, nargs="*", default=[0.1, 0.3, 1.0],
+                   help="shares of each image's own batch-norm statistics to try (none: skip)")
     a = p.parse_args()
     from nucleiseg_lib.data import SampleCache
     from nucleiseg_lib.data.stats import classify_modality
     from nucleiseg_lib.data.transforms import touching_border
     from nucleiseg_lib.inference import Predictor, settings_only
-    from nucleiseg_lib.inference.postprocess import channel_names
+    from nucleiseg_lib.inference.postprocess import channel_names, remove_small
     pred = Predictor(REPO / "runs" / a.name / "best.pt")
     pp, split = pred.postprocess, pred.state["split"]
     parts = {part: sorted(split.get(part) or []) for part in ("val", "test")}
@@ -154,6 +225,21 @@ def main():
     variants.append(("the true touching border given (an upper bound)",
                      lambda pr, s: chosen(pr, border=touching_border(samples[s][1]).astype(np.float32),
                                           border_threshold=0.5)))
+    variants.append(("the true outline of each found nucleus given (an upper bound)",
+                     lambda pr, s: true_outlines(chosen(pr), samples[s][1])))
+    for t2 in (0.6, 0.7):
+        variants.append((f"each object cut back to nucleus probability above {t2}",
+                         lambda pr, s, t2=t2: remove_small(chosen(pr) * (pr[0] > t2), pp["min_size"])))
+    if a.bn_alphas:
+        from nucleiseg_lib.training.checkpoint import all_weights, build_model
+        fused = pred.models
+        for alpha in a.bn_alphas:
+            pred.models = [blend_batch_norm(build_model({**pred.state, "model": w}, pred.path), alpha)
+                           for w in all_weights(pred.state, pred.path)]
+            adapted = {s: pred.predict_proba(np.asarray(samples[s][0], np.float32)) for s in ids}
+            variants.append((f"batch-norm statistics {alpha:g} from the image",
+                             lambda pr, s, adapted=adapted: chosen(adapted[s])))
+        pred.models = fused
     if not a.no_scales:
         many = {s: scaled_maps(pred, np.asarray(samples[s][0], np.float32), SCALES) for s in ids}
         for scales in SCALE_SETS:
