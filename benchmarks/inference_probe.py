@@ -93,25 +93,15 @@ def true_outlines(labels, true):
     -------
     ndarray, shape (H, W), int32: unmatched objects as predicted, matched ones as their true nucleus
     """
-    from scipy import ndimage
+    from nucleiseg_lib.metrics import iou_matrix
     labels, true = np.asarray(labels), np.asarray(true)
-    out, matched = labels.astype(np.int32, copy=True), []
-    for p, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        own = labels[box] == p
-        hit = true[box][own]
-        hit = hit[hit > 0]
-        if hit.size == 0:
-            continue
-        t = int(np.bincount(hit).argmax())
-        pm, tm = labels == p, true == t
-        if (pm & tm).sum() > 0.5 * (pm | tm).sum():
-            matched.append((p, tm))
-    for p, _ in matched:
-        out[labels == p] = 0
-    for p, tm in matched:
-        out[tm & (out == 0)] = p
+    t_ids, p_ids = (np.unique(x) for x in (true, labels))
+    t_ids, p_ids = t_ids[t_ids != 0], p_ids[p_ids != 0]
+    rows, cols = np.nonzero(iou_matrix(true, labels) > 0.5)    # IoU > 0.5: one-to-one
+    out = labels.astype(np.int32, copy=True)
+    out[np.isin(labels, p_ids[cols])] = 0
+    for t, p in zip(t_ids[rows], p_ids[cols]):
+        out[(true == t) & (out == 0)] = p
     return out
 
 
@@ -214,7 +204,15 @@ def main():
                 maps[have.index(name)] = new
         return pred.postprocess_proba(np.stack(maps), None, **over, channels=have)["labels"]
 
-    variants = [("validation-chosen post-processing", lambda pr, s: chosen(pr))]
+    chosen_labels = {}
+
+    def chosen_of(s):
+        """The chosen post-processing's labels of image `s` (computed once: three variants start from them)."""
+        if s not in chosen_labels:
+            chosen_labels[s] = chosen(probs[s])
+        return chosen_labels[s]
+
+    variants = [("validation-chosen post-processing", lambda pr, s: chosen_of(s))]
     for q in (99, 95):
         for c in (0.5, 0.7, 0.9):
             variants.append((f"contour over its p{q} in the mask, seeds under {c}",
@@ -226,10 +224,10 @@ def main():
                      lambda pr, s: chosen(pr, border=touching_border(samples[s][1]).astype(np.float32),
                                           border_threshold=0.5)))
     variants.append(("the true outline of each found nucleus given (an upper bound)",
-                     lambda pr, s: true_outlines(chosen(pr), samples[s][1])))
+                     lambda pr, s: true_outlines(chosen_of(s), samples[s][1])))
     for t2 in (0.6, 0.7):
         variants.append((f"each object cut back to nucleus probability above {t2}",
-                         lambda pr, s, t2=t2: remove_small(chosen(pr) * (pr[0] > t2), pp["min_size"])))
+                         lambda pr, s, t2=t2: remove_small(chosen_of(s) * (pr[0] > t2), pp["min_size"])))
     if a.bn_alphas:
         from nucleiseg_lib.training.checkpoint import all_weights, build_model
         fused = pred.models
