@@ -7,6 +7,11 @@
 with its config, split and chosen post-processing (no optimizer), re-scores that fp16 model on the run's
 validation and test images (the checkpoint's ``split``; images it never trained on), and writes the model card:
 the command that reproduces the run, the data hash, the commit, the scores. Every number is measured here.
+
+A run trained on every experiment (``--test-fraction 0``: the model to use on new images) has no test images;
+``--left-out NAME`` then puts the left-out-experiment scores of the same recipe's held-out run
+(``benchmarks/results/NAME.json``, written by ``benchmarks/recipes.py evaluate``) on its card, and refuses a run whose
+settings differ from the exported one's in anything but the split and the seeds.
 """
 
 import argparse
@@ -51,6 +56,14 @@ def _markdown(card):
                          f"{s['dice']:.3f} | {s['pixel_accuracy']:.3f} |")
         else:
             lines.append(f"| {name} | 0 | (the run has no {name} split) | | | | |")
+    lo = card.get("left_out_recipe")
+    if lo:
+        kinds = ", ".join(f"{k} {m['dsb_score']:.3f} ({m['n_pred']:.0f} objects found per {m['n_true']:.0f} true)"
+                          for k, m in lo["by_kind"].items())
+        lines += ["", f"This model was trained on every experiment of stage1_train, so none of its images can measure it "
+                      f"on experiments it has not seen. The same recipe with whole experiments left out "
+                      f"(`{lo['run']}`, `{lo['source']}`) scored DSB {lo['dsb_score']:.3f} on its {lo['n_images']} "
+                      f"left-out images: {kinds}. That is the estimate for new experiments."]
     lines += ["", "Scores: mean over images, the fp16 model as shipped, its chosen post-processing, no TTA, "
               "measured by `python benchmarks/pretrained.py export`; `tests/test_pretrained.py` re-measures them."]
     return "\n".join(lines) + "\n"
@@ -71,6 +84,50 @@ def train_command(run_name, cfg):
     for key in sorted(k for k in cfg if k in defaults and k not in skip and cfg[k] != defaults[k]):
         command += f" --set {key}={json.dumps(cfg[key], separators=(',', ':'))}"
     return command
+
+
+#: Settings in which a held-out run may differ from the exported run and still be "the same recipe".
+SAME_RECIPE_EXCEPT = ("test_fraction", "seed", "split_seed", "num_workers")
+
+
+def left_out_scores(name, cfg, results=None):
+    """The left-out-experiment scores of held-out run `name`, for the card of a model trained like it on every experiment.
+
+    Parameters
+    ----------
+    name : str
+        A run whose ``benchmarks/results/<name>.json`` holds a test set (``recipes.py evaluate``).
+    cfg : dict
+        The exported run's config: `name`'s must equal it but for :data:`SAME_RECIPE_EXCEPT`.
+    results : Path, optional
+        The results folder (default ``benchmarks/results``).
+
+    Returns
+    -------
+    dict
+        ``run``, ``n_images``, ``test_groups``, ``dsb_score`` and ``by_kind`` (kind -> n, DSB score,
+        objects found and true per image), ``source`` (the results file, relative to the repository).
+    """
+    from nucleiseg_lib.report.results import chosen_variant
+    path = Path(results or REPO / "benchmarks" / "results") / f"{name}.json"
+    if not path.is_file():
+        sys.exit(f"{path}: no results of run {name!r}; run `python benchmarks/recipes.py evaluate --name {name}` first")
+    res = json.loads(path.read_text())
+    if "test" not in res.get("sets", {}):
+        sys.exit(f"{path}: run {name!r} has no test images, so it cannot say how the recipe does on experiments left out")
+    theirs = res.get("config") or {}
+    differ = sorted(k for k in set(cfg) | set(theirs) if k not in SAME_RECIPE_EXCEPT and cfg.get(k) != theirs.get(k))
+    if differ:
+        sys.exit(f"{path}: run {name!r} is not the exported run's recipe: {', '.join(differ)} differ")
+    v = chosen_variant(res, "test")
+    by_kind = {k: dict(n=m["n"], dsb_score=m["dsb_score"], n_pred=m["n_pred"], n_true=m["n_true"])
+               for k, m in v["by_kind"].items()}
+    try:
+        source = str(path.resolve().relative_to(REPO))
+    except ValueError:
+        source = str(path)
+    return dict(run=name, n_images=v["overall"]["n"], test_groups=res.get("test_groups", []),
+                dsb_score=v["overall"]["dsb_score"], by_kind=by_kind, source=source)
 
 
 def export(a, out_dir=None):
@@ -110,11 +167,16 @@ def export(a, out_dir=None):
                 print(f"scoring the fp16 model on its {len(ids)} {name} images ...", flush=True)
                 scores[name] = pretrained.score(staged, data, ids, progress=not a.quiet)
         command = train_command(run.name, cfg)
+        left_out, estimate = getattr(a, "left_out", None), {}
+        if not split.get("test") and left_out:
+            estimate["left_out_recipe"] = left_out_scores(left_out, cfg, getattr(a, "results", None))
+        elif left_out:
+            sys.exit(f"{run / 'best.pt'} has test images of its own: --left-out is for a run trained on every experiment")
         card = dict(file=model_path.name, recipe=cfg.get("recipe"), command=command, data_hash=h,
                     data_images=len(known), commit=_commit(), epoch=state.get("epoch"),
                     model_config=state["model_config"], size_bytes=staged.stat().st_size,
                     postprocess=settings_only(state.get("postprocess")),
-                    scores=scores)
+                    scores=scores, **estimate)
         save_checkpoint(small, model_path)  # the same state as the staged file just scored
     save_json(card, out_dir / pretrained.CARD_JSON.name)
     md = out_dir / pretrained.CARD_MD.name
@@ -152,6 +214,9 @@ def main(argv=None):
     s.add_argument("--data", default=str(DEFAULT_DATA), help="the DSB2018 stage1_train it was trained on")
     s.add_argument("--out", default=None, help="default: nucleiseg_lib/pretrained")
     s.add_argument("--allow-other-data", action="store_true", help="export although the data hash differs")
+    s.add_argument("--left-out", default=None, metavar="NAME",
+                   help="for a run trained on every experiment: the held-out run of the same recipe whose "
+                        "left-out-experiment scores (benchmarks/results/NAME.json) go on the card")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=export)
     s = sub.add_parser("check", help="re-evaluate the shipped model and compare with its card")

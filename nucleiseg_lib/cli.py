@@ -61,7 +61,7 @@ def cmd_train(a):
     if unknown:
         raise SystemExit(f"--set: unknown setting(s) {unknown}; see nucleiseg_lib.training.TrainConfig")
     flags = dict(epochs=a.epochs, base=a.base, size=a.size, batch_size=a.batch_size, seed=a.seed,
-                 num_workers=a.workers, max_images=a.max_images)
+                 num_workers=a.workers, max_images=a.max_images, test_fraction=a.test_fraction)
     clash = sorted(k for k in settings if flags.get(k) is not None and flags[k] != settings[k])
     if clash:
         flag = "--workers" if clash[0] == "num_workers" else "--" + clash[0].replace("_", "-")
@@ -80,6 +80,9 @@ def cmd_train(a):
         data = TrainData(samples, [i for i in ids if i not in set(val_ids)], val_ids, method="list", info=info)
     print(f"split: {data}" + (f"; test experiments held out: {', '.join(data.details['test_groups'])}"
                               if data.details.get("test_groups") else ""))
+    if cfg.split == "experiments" and cfg.test_fraction == 0:
+        print("no experiment held out (--test-fraction 0): every experiment trains this model, so no image here can "
+              "measure it on experiments it has not seen; measure the recipe with a held-out run first (README)")
     if source == "synthetic":
         print("WARNING: training on SYNTHETIC data")
     trainer = Trainer(a.run, cfg, progress=not a.quiet)
@@ -211,6 +214,9 @@ def build_parser():
     s.add_argument("--seed", type=int)
     s.add_argument("--workers", type=int)
     s.add_argument("--max-images", type=int)
+    s.add_argument("--test-fraction", type=float,
+                   help="share of the images in whole experiments held out as the test split (profile default 0.15); "
+                        "0 trains on every experiment: the model to use on new images, measured on none")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any TrainConfig setting, e.g. --set input=nuclei --set split=experiments (repeatable)")
     s.add_argument("--val-list", help="a file of sample ids (one per line) to validate on instead of the seeded split")

@@ -418,6 +418,20 @@ def test_no_model_explains_how_to_get_one_and_retry_finds_it(tmp_path):
     assert 'data-kind="ok"' in ui["message"].value
 
 
+def test_pretrained_message_quotes_the_cards_left_out_score(monkeypatch):
+    """A model with test images quotes its own left-out score; one trained on every experiment, its recipe's."""
+    from nucleiseg_lib.app import markup
+    cards = [dict(recipe="cpu", scores=dict(test=dict(dsb_score=0.349))),
+             dict(recipe="cpu", scores={}, left_out_recipe=dict(dsb_score=0.312)), dict(recipe="cpu", scores={})]
+    texts = []
+    for card in cards:
+        monkeypatch.setattr(pretrained, "card", lambda card=card: card)
+        texts.append(markup.pretrained_message("runs/cpu", "U-Net base 16"))
+    assert "left out of its training is 0.35" in texts[0] and "every experiment" not in texts[0]
+    assert "trained on every experiment" in texts[1] and "scored DSB 0.31 on them" in texts[1]
+    assert "DSB" not in texts[2] and "Using the pretrained course model" in texts[2]
+
+
 @pytest.mark.skipif(not pretrained.available(), reason="this installation ships no pretrained model")
 def test_without_a_run_the_pretrained_model_is_used_until_one_is_trained(tmp_path):
     run = tmp_path / "runs" / "cpu"

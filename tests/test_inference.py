@@ -200,6 +200,13 @@ def test_cli_evaluate_split_test_and_train_settings(tmp_path, checkpoint, tiny_d
                        cwd=REPO)
     assert r.returncode != 0 and "base is given twice, as --base and as --set base=..." in r.stderr
     r = subprocess.run([sys.executable, "-m", "nucleiseg_lib", "train", "--data", "no/such/folder", "--run",
+                        str(tmp_path / "r"), "--test-fraction", "1"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode != 0 and "test_fraction=1.0 is not a share in [0, 1)" in r.stderr   # before the data
+    r = subprocess.run([sys.executable, "-m", "nucleiseg_lib", "train", "--data", "no/such/folder", "--run",
+                        str(tmp_path / "r"), "--test-fraction", "0", "--set", "test_fraction=0.3"],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode != 0 and "test_fraction is given twice, as --test-fraction" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "nucleiseg_lib", "train", "--data", "no/such/folder", "--run",
                         str(tmp_path / "r"), "--set", "base=8", "--set", "num_workers=0"], capture_output=True,
                        text=True, cwd=REPO)
     assert r.returncode != 0 and "no/such/folder" in r.stderr and "Traceback" not in r.stderr

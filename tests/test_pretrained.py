@@ -105,6 +105,50 @@ def test_export_refuses_other_data(exported, tmp_path):
         tool.export(args)
 
 
+def _results_file(folder, name, config, dsb):
+    """A results file as ``recipes.py evaluate`` writes it, cut to what a card reads, built by hand."""
+    kind = dict(n=2, dsb_score=dsb, ap50=0.5, iou=0.5, pixel_accuracy=0.9, n_pred=3.0, n_true=4.0)
+    variant = dict(name="validation-chosen threshold, watershed on contours", overall=dict(kind),
+                   by_kind={"fluorescence": kind})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(dict(
+        name=name, config=config, postprocess=dict(method="watershed"), test_groups=["fluorescence 64x64 #1"],
+        sets=dict(val=dict(variants=[variant]), test=dict(variants=[variant])))))
+
+
+def test_export_of_a_model_trained_on_every_experiment_names_its_recipes_left_out_score(exported, tmp_path):
+    """No test images: the card says so and carries the held-out run's left-out score, from its results file."""
+    tmp, data = exported["tmp"], exported["data"]
+    samples = SampleCache(data, cache_dir=tmp / "cache", progress=False).load_all()
+    ids = list_samples(data)
+    train, val = split_ids(ids, 0.25, 0)
+    cfg = get_recipe("smoke", base=4, size=32, batch_size=2, num_workers=0, max_images=0, repeats=1, epochs=1,
+                     test_fraction=0.0)
+    Trainer(tmp_path / "all", cfg, device="cpu", progress=False, log=lambda *a, **k: None).fit(
+        make_model(cfg), TrainData(samples, train, val, info=dict(hash=data_hash(data), n_images=len(ids))))
+    calibrate(tmp_path / "all" / "best.pt", samples, val, progress=False)
+    held = {**cfg.to_dict(), "test_fraction": 0.15, "seed": 3}
+    _results_file(tmp_path / "results", "held", json.loads(json.dumps(held)), 0.321)
+    _results_file(tmp_path / "results", "other", json.loads(json.dumps({**held, "base": 8})), 0.4)
+    tool = _tool()
+
+    def args(run, left_out):
+        return tool.argparse.Namespace(run=str(run), data=str(data), out=str(tmp_path / "pkg"), left_out=left_out,
+                                       results=str(tmp_path / "results"), allow_other_data=False, quiet=True)
+    card = tool.export(args(tmp_path / "all", "held"))
+    assert set(card["scores"]) == {"validation"} and card["command"].endswith("--set test_fraction=0.0")
+    lo = card["left_out_recipe"]
+    assert lo["run"] == "held" and lo["dsb_score"] == 0.321 and lo["by_kind"]["fluorescence"]["n_true"] == 4.0
+    md = (tmp_path / "pkg" / "MODEL_CARD.md").read_text()
+    assert "| test | 0 | (the run has no test split)" in md and "trained on every experiment" in md and "0.321" in md
+    with pytest.raises(SystemExit, match="not the exported run's recipe: base differ"):
+        tool.export(args(tmp_path / "all", "other"))
+    with pytest.raises(SystemExit, match="no results of run 'nothing'"):
+        tool.export(args(tmp_path / "all", "nothing"))
+    with pytest.raises(SystemExit, match="has test images of its own"):
+        tool.export(args(tmp / "run", "held"))
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not pretrained.available(), reason="no pretrained model in nucleiseg_lib/pretrained "
                     "(written by `python benchmarks/pretrained.py export --run runs/cpu`)")
@@ -120,6 +164,9 @@ def test_shipped_model_reproduces_its_card(tmp_path):
             got = pretrained.score(pretrained.MODEL, REAL, state["split"][key], cache_dir=tmp_path / "cache")
             for k, v in card["scores"][name].items():
                 assert got[k] == pytest.approx(v, abs=1e-3), (name, k)
+    if "left_out_recipe" in card:   # trained on every experiment: its recipe's left-out score, as benchmarked
+        tool = _tool()
+        assert card["left_out_recipe"] == tool.left_out_scores(card["left_out_recipe"]["run"], state["config"])
 
 
 def test_packaged_results_match_the_benchmarks():

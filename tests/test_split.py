@@ -64,6 +64,10 @@ def test_test_set_holds_whole_experiments_and_never_a_whole_kind():
     for kind in ("fluorescence", "stained"):  # some of every kind stays in training
         assert any(kinds[i] == kind for i in sp["train"])
     assert split_experiments(groups, kinds, 0.2, 0.1, seed=0) == sp
+    # test_fraction 0: every experiment trains (the model to use on new images); validation stays random
+    every = split_experiments(groups, kinds, test_fraction=0.0, val_fraction=0.1, seed=0)
+    assert every["test"] == [] and every["test_groups"] == []
+    assert sorted(every["train"] + every["val"]) == sorted(groups) and len(every["val"]) == 14
 
 
 def test_make_split_random_and_experiments():

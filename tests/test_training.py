@@ -290,6 +290,11 @@ def test_config_check_names_a_bad_setting():
     with pytest.raises(ValueError, match="add 'border' to targets"):
         get_recipe("cpu", loss="bce+dice-border").check()
     assert get_recipe("cpu", loss="bce+dice-border", targets=("mask", "contour", "border")).check().loss == "bce+dice-border"
+    for key in ("test_fraction", "val_fraction"):
+        for bad in (-0.1, 1.0, "0.2"):
+            with pytest.raises(ValueError, match=rf"{key}={bad!r} is not a share in \[0, 1\)"):
+                get_recipe("cpu", **{key: bad}).check()
+    assert get_recipe("cpu", test_fraction=0).check().test_fraction == 0
 
 
 def test_weight_average_follows_the_formula_and_copies_counters():

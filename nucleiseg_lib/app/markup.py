@@ -32,7 +32,10 @@ def pretrained_message(run_dir, summary):
     from ..pretrained import CARD_MD, card
     c = card() or {}
     test = (c.get("scores") or {}).get("test", {}).get("dsb_score")
-    how = (f" Its DSB score on whole experiments left out of its training is {test:.2f}" if test is not None else "")
+    recipe = (c.get("left_out_recipe") or {}).get("dsb_score")
+    how = (f" Its DSB score on whole experiments left out of its training is {test:.2f}" if test is not None else
+           f" It was trained on every experiment of DSB2018 stage1_train; its recipe, trained with whole experiments "
+           f"left out, scored DSB {recipe:.2f} on them" if recipe is not None else "")
     return (
         f'<div class="nucleiseg-pretrained" style="border-left:6px solid #2b7bd9;background:#e8f1fb;padding:10px 14px;'
         f'margin:6px 0;color:#222"><b>Using the pretrained course model.</b> There is no trained model in '

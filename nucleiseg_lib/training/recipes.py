@@ -82,7 +82,9 @@ class TrainConfig:
                        blur=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
                        warp=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
                        mixstyle=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
-                       touch_weight=(lambda v: v >= 0, "a number >= 0"))
+                       touch_weight=(lambda v: v >= 0, "a number >= 0"),
+                       test_fraction=(lambda v: 0 <= v < 1, "a share in [0, 1)"),
+                       val_fraction=(lambda v: 0 <= v < 1, "a share in [0, 1)"))
         for name, (ok, words) in numbers.items():
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok(value):
