@@ -115,8 +115,9 @@ def left_out_scores(name, cfg, results=None):
     res = json.loads(path.read_text())
     if "test" not in res.get("sets", {}):
         sys.exit(f"{path}: run {name!r} has no test images, so it cannot say how the recipe does on experiments left out")
-    theirs = res.get("config") or {}
-    differ = sorted(k for k in set(cfg) | set(theirs) if k not in SAME_RECIPE_EXCEPT and cfg.get(k) != theirs.get(k))
+    from nucleiseg_lib.training import TrainConfig
+    ours, theirs = (TrainConfig.from_dict(c).to_dict() for c in (cfg, res.get("config") or {}))  # defaults filled in
+    differ = sorted(k for k in ours if k not in SAME_RECIPE_EXCEPT and ours[k] != theirs[k])
     if differ:
         sys.exit(f"{path}: run {name!r} is not the exported run's recipe: {', '.join(differ)} differ")
     v = chosen_variant(res, "test")
