@@ -82,7 +82,8 @@ def train_command(run_name, cfg):
         return command
     skip = {"epochs", "num_workers", "extra", "recipe"}
     for key in sorted(k for k in cfg if k in defaults and k not in skip and cfg[k] != defaults[k]):
-        command += f" --set {key}={json.dumps(cfg[key], separators=(',', ':'))}"
+        value = json.dumps(cfg[key], separators=(',', ':'))
+        command += f" --test-fraction {value}" if key == "test_fraction" else f" --set {key}={value}"
     return command
 
 

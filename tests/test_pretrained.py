@@ -136,7 +136,7 @@ def test_export_of_a_model_trained_on_every_experiment_names_its_recipes_left_ou
         return tool.argparse.Namespace(run=str(run), data=str(data), out=str(tmp_path / "pkg"), left_out=left_out,
                                        results=str(tmp_path / "results"), allow_other_data=False, quiet=True)
     card = tool.export(args(tmp_path / "all", "held"))
-    assert set(card["scores"]) == {"validation"} and card["command"].endswith("--set test_fraction=0.0")
+    assert set(card["scores"]) == {"validation"} and card["command"].endswith("--test-fraction 0.0")
     lo = card["left_out_recipe"]
     assert lo["run"] == "held" and lo["dsb_score"] == 0.321 and lo["by_kind"]["fluorescence"]["n_true"] == 4.0
     md = (tmp_path / "pkg" / "MODEL_CARD.md").read_text()
