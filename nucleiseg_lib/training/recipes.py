@@ -37,6 +37,7 @@ class TrainConfig:
     augment: bool = False
     colour: str = "mix"           # "mix" or "stain" (also new hues and saturations): data.transforms.augment_colour
     blur: float = 0.0             # chance of a Gaussian blur of an augmented rgb crop (data.transforms.augment_colour)
+    render: float = 0.0           # chance that a fluorescence crop is drawn as stained tissue (data.render.render_stained)
     paste: int = 0                # copy-paste: up to this many nuclei pasted per crop (data.transforms.paste_nuclei)
     pad_labels: str = "background"  # how a crop larger than its image labels the mirrored part (data.transforms)
     touch: int = 0                # contour target widened where nuclei touch, this many px (data.transforms.touching_band)
@@ -81,6 +82,7 @@ class TrainConfig:
                        ema_warmup=(lambda v: v > 1, "a number greater than 1"),
                        blur=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
                        warp=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
+                       render=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
                        mixstyle=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
                        touch_weight=(lambda v: v >= 0, "a number >= 0"),
                        test_fraction=(lambda v: 0 <= v < 1, "a share in [0, 1)"),
@@ -91,6 +93,8 @@ class TrainConfig:
                 raise ValueError(f"{name}={value!r} is not {words}")
         if self.touch_weight and "contour" not in self.targets:
             raise ValueError(f"touch_weight={self.touch_weight!r} weighs the contour target: add 'contour' to targets")
+        if self.render and (self.input != "rgb" or self.norm != "crop"):
+            raise ValueError(f"render={self.render!r} draws stained tissue from rgb crops: needs input='rgb' and norm='crop'")
         if self.loss == "bce+dice-border" and "border" not in self.targets:
             raise ValueError("loss='bce+dice-border' needs the border target: add 'border' to targets")
         for name in ("paste", "touch"):
