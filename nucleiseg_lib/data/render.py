@@ -4,8 +4,9 @@ stage1_train holds one stained experiment in its training groups; the unseen ima
 nuclei on pale yellow, pink-violet sections whose cytoplasm a model traces). Its fluorescence crops are many and
 their labels are exact, so :func:`render_stained` turns one into a brightfield image by the Beer-Lambert law:
 each stain adds an optical density along its own colour vector, and light that passes is ``exp(-density)``.
-The nuclei carry haematoxylin in proportion to their fluorescence (so their chromatin texture stays); the
-cells around them and a fibrous stroma carry eosin, which the model must learn not to outline.
+The nuclei carry haematoxylin in proportion to their fluorescence, broken by a granular chromatin texture;
+the cells around them and a fibrous stroma carry eosin and some haematoxylin, which the model must learn not to
+outline.
 """
 
 import numpy as np
@@ -48,8 +49,12 @@ def render_stained(image, labels, rng):
     lo, hi = np.percentile(grey, (1.0, 99.8))
     nuclei = np.clip((grey - lo) / max(hi - lo, 1e-3), 0, 1)
     shape = grey.shape
-    # haematoxylin: the nuclei, a little counterstain everywhere
-    h = nuclei * rng.uniform(0.5, 1.6) + smooth_field(shape, rng, rng.uniform(2, 8)) * rng.uniform(0.0, 0.15)
+    # haematoxylin: the nuclei with their chromatin (granules 1-2 px across, pale spaces between them), and a
+    # counterstain everywhere that can be as dark as a pale nucleus (cytoplasm and stroma in a blue-violet stain)
+    grain = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), rng.uniform(0.7, 2.0))
+    chromatin = np.exp(rng.uniform(0.0, 0.6) * grain / max(float(grain.std()), 1e-6))
+    h = (nuclei * chromatin * rng.uniform(0.4, 1.6)
+         + smooth_field(shape, rng, rng.uniform(2, 8)) * rng.uniform(0.0, 0.35))
     # eosin: the cells around the nuclei and a fibrous stroma between them
     reach = rng.uniform(2, 10) * (0.4 + smooth_field(shape, rng, 6))  # an irregular rim of cytoplasm, px
     cells = ndimage.gaussian_filter(np.clip(1 - ndimage.distance_transform_edt(labels == 0) / reach, 0, 1), 1.0)
