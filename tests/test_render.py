@@ -36,6 +36,8 @@ def test_rendered_crop_has_dark_haematoxylin_nuclei_on_a_bright_slide():
         assert is_bright_background(out)                       # so prediction inverts it, as real stained tissue
         h = rgb2hed(out)[..., 0]
         assert h[nuclei].mean() > h[far].mean()                 # and the haematoxylin is in them
+    for empty in (np.zeros_like(labels), np.ones_like(labels)):   # no nucleus, or nothing but nucleus
+        assert np.isfinite(render_stained(image, empty, np.random.default_rng(0))).all()
     a = render_stained(image, labels, np.random.default_rng(3))
     np.testing.assert_array_equal(a, render_stained(image, labels, np.random.default_rng(3)))
     assert not np.array_equal(a, render_stained(image, labels, np.random.default_rng(4)))

@@ -7,6 +7,9 @@ each stain adds an optical density along its own colour vector, and light that p
 The nuclei carry haematoxylin in proportion to their fluorescence, broken by a granular chromatin texture;
 the cells around them and a fibrous stroma carry eosin and some haematoxylin, which the model must learn not to
 outline.
+
+Off in every recipe (``TrainConfig.render = 0``): measured on left-out experiments and not adopted
+(README, "Fluorescence crops drawn as stained tissue").
 """
 
 import numpy as np
