@@ -13,13 +13,39 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def double_conv(c_in, c_out, batch_norm=False):
-    """(conv3x3 [+ BN] + ReLU) twice: the U-Net's basic block."""
+class HalfInstanceNorm(nn.Module):
+    """Half the channels normalised per image (instance norm), the other half per batch (IBN-a, Pan et al. 2018).
+
+    Instance normalisation removes each image's own contrast and colour statistics from a feature map, which
+    is what changes from one stain or microscope to the next; batch normalisation keeps what tells nuclei
+    from background. Both with a learnt scale and shift.
+
+    Shapes
+    ------
+    (B, C, H, W) -> (B, C, H, W); the first ``C // 2`` channels by instance, the rest by batch.
+    """
+
+    def __init__(self, channels):
+        super().__init__()
+        self.half = channels // 2
+        self.instance = nn.InstanceNorm2d(self.half, affine=True)
+        self.batch = nn.BatchNorm2d(channels - self.half)
+
+    def forward(self, x):
+        a, b = torch.split(x, [self.half, x.shape[1] - self.half], dim=1)
+        return torch.cat([self.instance(a.contiguous()), self.batch(b.contiguous())], dim=1)
+
+
+def double_conv(c_in, c_out, batch_norm=False, instance_norm=False):
+    """(conv3x3 [+ BN] + ReLU) twice: the U-Net's basic block.
+
+    With `instance_norm` (and `batch_norm`) the first normalisation is a :class:`HalfInstanceNorm`.
+    """
     layers = []
-    for c in (c_in, c_out):
+    for i, c in enumerate((c_in, c_out)):
         layers.append(nn.Conv2d(c, c_out, 3, padding=1, bias=not batch_norm))
         if batch_norm:
-            layers.append(nn.BatchNorm2d(c_out))
+            layers.append(HalfInstanceNorm(c_out) if instance_norm and i == 0 else nn.BatchNorm2d(c_out))
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 
@@ -38,6 +64,10 @@ class UNet(nn.Module):
         level doubles it. Use 16 or 32 on a CPU.
     batch_norm : bool
         Batch normalisation after each convolution (not in the original).
+    instance_levels : int
+        With `batch_norm`: in the first this many encoder levels, the block's first normalisation is
+        half instance norm (:class:`HalfInstanceNorm`, IBN-a), for invariance to each image's contrast and
+        stain. 0: batch norm only.
 
     Shapes
     ------
@@ -46,14 +76,20 @@ class UNet(nn.Module):
 
     depth = 4
 
-    def __init__(self, in_channels=3, out_channels=1, base=64, batch_norm=False):
+    def __init__(self, in_channels=3, out_channels=1, base=64, batch_norm=False, instance_levels=0):
         super().__init__()
+        if instance_levels and not batch_norm:
+            raise ValueError(f"instance_levels={instance_levels} replaces batch normalisations: needs batch_norm=True")
+        if not 0 <= instance_levels <= self.depth:
+            raise ValueError(f"instance_levels={instance_levels} is not between 0 and {self.depth}")
         self.config = dict(in_channels=in_channels, out_channels=out_channels, base=base, batch_norm=batch_norm)
+        if instance_levels:  # only where used, so that checkpoints without it keep their config
+            self.config["instance_levels"] = instance_levels
         widths = [base * 2 ** i for i in range(self.depth + 1)]  # 64, 128, 256, 512, 1024
         self.down = nn.ModuleList()
         c = in_channels
-        for w in widths[:-1]:
-            self.down.append(double_conv(c, w, batch_norm))
+        for level, w in enumerate(widths[:-1]):
+            self.down.append(double_conv(c, w, batch_norm, instance_norm=level < instance_levels))
             c = w
         self.bottleneck = double_conv(widths[-2], widths[-1], batch_norm)
         self.upsample = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)

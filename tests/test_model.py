@@ -120,3 +120,56 @@ def test_fuse_relu_leaves_the_model_unchanged_where_the_operation_is_missing(mon
     model = UNet(base=4).eval()
     monkeypatch.setattr(model_module, "_conv_relu_op", lambda: None)
     assert model_module.fuse_relu(model) is model
+
+
+def test_half_instance_norm_by_hand():
+    from nucleiseg_lib.model import HalfInstanceNorm
+    norm = HalfInstanceNorm(4).train()
+    x = torch.zeros(2, 4, 3, 3)
+    x[0, :, 0, 0] = 9.0      # image 0: one bright pixel in every channel
+    x[1] = 2.0               # image 1: flat
+    y = norm(x)
+    # the first two channels per image: image 1 (flat) becomes 0, image 0's pixel is 8 / sqrt(8) = 2.83 sd up
+    assert torch.allclose(y[1, :2], torch.zeros(2, 3, 3), atol=1e-6)
+    assert torch.allclose(y[0, :2, 0, 0], torch.full((2,), 8 / 8 ** 0.5), atol=1e-4)
+    # the other two per batch: mean (9 + 9 x 2) / 18 = 1.5, variance 76.5 / 18 = 4.25
+    assert torch.allclose(y[1, 2:], torch.full((2, 3, 3), 0.5 / 4.25 ** 0.5), atol=1e-4)
+    assert torch.allclose(y[0, 2:, 1, 1], torch.full((2,), -1.5 / 4.25 ** 0.5), atol=1e-4)
+    assert norm.instance.running_mean is None and norm.batch.running_mean.abs().sum() > 0
+
+
+def test_half_instance_norm_forgets_each_images_contrast_in_its_instance_half():
+    from nucleiseg_lib.model import HalfInstanceNorm
+    norm = HalfInstanceNorm(6).eval()
+    x = torch.rand(1, 6, 8, 8, generator=torch.Generator().manual_seed(0))
+    a, b = norm(x), norm(3.0 * x + 0.5)
+    assert torch.allclose(a[:, :3], b[:, :3], atol=1e-4)        # instance half: the same map
+    assert not torch.allclose(a[:, 3:], b[:, 3:], atol=1e-2)    # batch half (running statistics): not
+
+
+def test_instance_levels_build_and_check():
+    from nucleiseg_lib.model import HalfInstanceNorm
+    model = UNet(base=4, batch_norm=True, instance_levels=2)
+    assert model.config["instance_levels"] == 2
+    kinds = [sum(isinstance(m, HalfInstanceNorm) for m in block) for block in model.down]
+    assert kinds == [1, 1, 0, 0]                                 # the first normalisation of levels 0 and 1
+    assert not any(isinstance(m, HalfInstanceNorm) for m in model.up.modules())
+    assert "instance_levels" not in UNet(base=4, batch_norm=True).config   # older checkpoints' configs unchanged
+    with pytest.raises(ValueError, match="batch_norm"):
+        UNet(base=4, instance_levels=1)
+    with pytest.raises(ValueError, match="between 0 and 4"):
+        UNet(base=4, batch_norm=True, instance_levels=5)
+
+
+def test_instance_levels_survive_fusion_and_a_checkpoint():
+    from nucleiseg_lib.model import fuse_batch_norm, fuse_relu
+    from nucleiseg_lib.training.checkpoint import build_model
+    model = UNet(base=4, out_channels=2, batch_norm=True, instance_levels=3)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    model.train()(x)                                             # move the batch statistics off their start
+    model.eval()
+    with torch.no_grad():
+        want = model(x)
+        assert torch.allclose(fuse_relu(fuse_batch_norm(model))(x), want, atol=1e-5)
+        again = build_model(dict(model_config=model.config, model=model.state_dict()))
+        assert torch.equal(again(x), want)

@@ -295,6 +295,12 @@ def test_config_check_names_a_bad_setting():
             with pytest.raises(ValueError, match=rf"{key}={bad!r} is not a share in \[0, 1\)"):
                 get_recipe("cpu", **{key: bad}).check()
     assert get_recipe("cpu", test_fraction=0).check().test_fraction == 0
+    for bad in (-1, 5, 1.5, True):
+        with pytest.raises(ValueError, match=f"instance_levels={bad!r} is not a whole number from 0 to 4"):
+            get_recipe("cpu", instance_levels=bad).check()
+    with pytest.raises(ValueError, match="needs batch_norm=True"):
+        get_recipe("gpu", instance_levels=2).check()
+    assert make_model(get_recipe("cpu", instance_levels=3).check()).config["instance_levels"] == 3
 
 
 def test_weight_average_follows_the_formula_and_copies_counters():

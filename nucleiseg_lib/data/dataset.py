@@ -5,6 +5,7 @@ import torch
 
 from .cache import SampleCache
 from .io import read_sample
+from .randconv import mix_random_convolution
 from .render import render_stained
 from .transforms import (augment_colour, augment_geometry, augment_intensity, image_sample, is_bright_background,
                          make_target, normalize_image, paste_nuclei, random_crop, resize, standardize, touch_weights)
@@ -71,6 +72,10 @@ class NucleiDataset(torch.utils.data.Dataset):
         Chance that an augmented "rgb" crop with a dark background (fluorescence) is rendered as stained
         tissue in transmitted light (:func:`~nucleiseg_lib.data.render.render_stained`), before its colour
         augmentation; 0 (the default): never, and nothing is drawn for it. Needs ``norm="crop"``.
+    gin : float
+        Chance that an augmented, standardised "rgb" crop is mixed with itself seen through a random
+        shallow network (:func:`~nucleiseg_lib.data.randconv.mix_random_convolution`); 0 (the default):
+        never, and nothing is drawn for it. Needs ``norm="crop"``.
     paste : int
         When augmenting, up to this many nuclei of each crop are copied onto its
         background (:func:`paste_nuclei`); 0: none.
@@ -101,7 +106,7 @@ class NucleiDataset(torch.utils.data.Dataset):
     def __init__(self, samples, ids, mode="crop", size=256, augment=False, targets=("mask",), seed=0,
                  scale=(0.5, 2.0), repeats=1, input="rgb", contour_width=1, colour="mix", paste=0, norm="crop",
                  touch=0, pad_labels="background", blur=0.0, touch_weight=0.0,
-                 warp=0.0, render=0.0):
+                 warp=0.0, render=0.0, gin=0.0):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if norm not in NORMS:
@@ -119,6 +124,9 @@ class NucleiDataset(torch.utils.data.Dataset):
             raise ValueError("render draws stained tissue from rgb crops standardised by themselves: "
                              "use input='rgb' and norm='crop'")
         self.render = float(render)
+        if gin and (norm != "crop" or input != "rgb"):
+            raise ValueError("gin mixes rgb crops standardised by themselves: use input='rgb' and norm='crop'")
+        self.gin = float(gin)
         self.epoch = 0
         self._channels = {}  # id -> scaled one-channel input of the whole image, shape (H, W, 1)
         self._references = {}  # id -> (inverted?, image_sample of the whole image, inverted if so)
@@ -171,6 +179,8 @@ class NucleiDataset(torch.utils.data.Dataset):
             if self.augment:
                 image = augment_colour(image, rng, self.colour, blur=self.blur)
             x = normalize_image(image)
+            if self.augment and self.gin and rng.random() < self.gin:
+                x = mix_random_convolution(x, rng)
         else:
             x = np.ascontiguousarray(image.transpose(2, 0, 1))
             if self.augment:

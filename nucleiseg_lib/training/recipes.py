@@ -24,6 +24,7 @@ class TrainConfig:
     input: str = "rgb"            # "rgb" (3 channels) or "nuclei" (one channel, nuclei bright: see data.transforms)
     base: int = 32
     batch_norm: bool = False
+    instance_levels: int = 0      # encoder levels whose first normalisation is half instance norm (model.HalfInstanceNorm)
     targets: tuple = ("mask",)    # ("mask",), ("mask", "contour"), + "distance" or + "border": data.transforms.TARGETS
     contour_width: object = 1     # 1, 2, 3 or "area" (1/2/3 px by nucleus area): see data.transforms.instance_contours
     mode: str = "resize"          # "resize" (whole image to size x size) or "crop" (native resolution)
@@ -38,6 +39,7 @@ class TrainConfig:
     colour: str = "mix"           # "mix" or "stain" (also new hues and saturations): data.transforms.augment_colour
     blur: float = 0.0             # chance of a Gaussian blur of an augmented rgb crop (data.transforms.augment_colour)
     render: float = 0.0           # chance that a fluorescence crop is drawn as stained tissue (data.render.render_stained)
+    gin: float = 0.0              # chance that a crop is mixed with a random network's view of it (data.randconv)
     paste: int = 0                # copy-paste: up to this many nuclei pasted per crop (data.transforms.paste_nuclei)
     pad_labels: str = "background"  # how a crop larger than its image labels the mirrored part (data.transforms)
     touch: int = 0                # contour target widened where nuclei touch, this many px (data.transforms.touching_band)
@@ -83,6 +85,7 @@ class TrainConfig:
                        blur=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
                        warp=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
                        render=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
+                       gin=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
                        mixstyle=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
                        touch_weight=(lambda v: v >= 0, "a number >= 0"),
                        test_fraction=(lambda v: 0 <= v < 1, "a share in [0, 1)"),
@@ -95,8 +98,14 @@ class TrainConfig:
             raise ValueError(f"touch_weight={self.touch_weight!r} weighs the contour target: add 'contour' to targets")
         if self.render and (self.input != "rgb" or self.norm != "crop"):
             raise ValueError(f"render={self.render!r} draws stained tissue from rgb crops: needs input='rgb' and norm='crop'")
+        if self.gin and (self.input != "rgb" or self.norm != "crop"):
+            raise ValueError(f"gin={self.gin!r} mixes standardised rgb crops: needs input='rgb' and norm='crop'")
         if self.loss == "bce+dice-border" and "border" not in self.targets:
             raise ValueError("loss='bce+dice-border' needs the border target: add 'border' to targets")
+        if self.instance_levels and not self.batch_norm:
+            raise ValueError(f"instance_levels={self.instance_levels!r} replaces batch normalisations: needs batch_norm=True")
+        if not isinstance(self.instance_levels, int) or isinstance(self.instance_levels, bool) or not 0 <= self.instance_levels <= 4:
+            raise ValueError(f"instance_levels={self.instance_levels!r} is not a whole number from 0 to 4")
         for name in ("paste", "touch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -147,7 +156,7 @@ def make_model(config):
     from ..model import UNet
     torch.manual_seed(config.seed)
     return UNet(in_channels=config.in_channels, out_channels=len(config.targets), base=config.base,
-                batch_norm=config.batch_norm)
+                batch_norm=config.batch_norm, instance_levels=config.instance_levels)
 
 
 def get_recipe(name, **overrides):

@@ -259,7 +259,7 @@ def make_datasets(cfg, samples, train_ids, val_ids):
                              input=cfg.input, contour_width=cfg.contour_width, colour=cfg.colour,
                              paste=cfg.paste, norm=cfg.norm, touch=cfg.touch, pad_labels=cfg.pad_labels,
                              blur=cfg.blur, touch_weight=cfg.touch_weight, warp=cfg.warp,
-                             render=cfg.render)
+                             render=cfg.render, gin=cfg.gin)
     val_mode = "full" if cfg.mode == "crop" else cfg.mode
     val_ds = NucleiDataset(samples, val_ids, mode=val_mode, size=cfg.size, targets=cfg.targets, seed=cfg.seed,
                            input=cfg.input, contour_width=cfg.contour_width, touch=cfg.touch,
