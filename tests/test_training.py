@@ -450,3 +450,45 @@ def test_run_with_mixstyle_resumes_exactly_and_saves_no_hooks(tmp_path, tiny_dat
     plain = Trainer(tmp_path / "plain", tiny_config(epochs=2), **quiet).fit(make_model(cfg),
                                                                             TrainData(samples, train, val))
     assert strip_time(plain) != strip_time(straight)                   # the mixing changed training
+
+
+def _sam_case(rho, seed=0):
+    """A small U-Net after one Adam step on a fixed batch: plain (rho None) or sharpness-aware."""
+    from nucleiseg_lib.training.trainer import sharpness_aware_step
+    torch.manual_seed(seed)
+    model = make_model(get_recipe("smoke")).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    y = (torch.rand(2, 2, 32, 32, generator=torch.Generator().manual_seed(2)) > 0.7).float()
+    loss_of = lambda: segmentation_loss(model(x), y, "bce+dice", ("mask", "contour"))
+    loss_of().backward()
+    if rho is None:
+        opt.step()
+    else:
+        sharpness_aware_step(model, opt, loss_of, rho)
+    return model
+
+
+def test_sharpness_aware_step_is_the_plain_step_at_radius_0_and_updates_batch_norm_once():
+    plain, flat, sam = _sam_case(None), _sam_case(0.0), _sam_case(0.5)
+    for (name, a), b, c in zip(plain.state_dict().items(), flat.state_dict().values(), sam.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+        if "running" in name or "num_batches" in name:
+            assert torch.equal(a, c), name          # the second pass leaves the batch statistics alone
+    moved = [n for (n, a), c in zip(plain.named_parameters(), sam.parameters()) if not torch.allclose(a, c)]
+    assert moved                                    # the gradient at the moved weights is another one
+
+
+def test_sam_is_checked_and_refuses_the_fp16_scaler():
+    with pytest.raises(ValueError, match="sam=-0.1 is not a number >= 0"):
+        get_recipe("cpu", sam=-0.1).check()
+    cfg = get_recipe("smoke", sam=0.05).check()
+    trainer = Trainer.__new__(Trainer)
+    trainer.cfg, trainer.device = cfg, torch.device("cpu")
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+    model = make_model(cfg).train()
+    opt = torch.optim.Adam(model.parameters())
+    x, y = torch.rand(2, 3, 32, 32), torch.zeros(2, 2, 32, 32)
+    with pytest.raises(ValueError, match="gradient scaler"):
+        trainer.train_step(model, opt, x, y, scaler)
+    trainer.train_step(model, opt, x, y, torch.amp.GradScaler("cpu", enabled=False))   # bf16 / fp32: fine

@@ -60,6 +60,7 @@ class TrainConfig:
     amp: str = "auto"             # "auto" (fp16 on CUDA, bf16 on a CPU that has it natively), "bf16", "fp16", "off"
     channels_last: bool = False   # NHWC memory format (1.5x faster bf16 steps on this CPU: benchmarks/speed.py)
     ema: float = 0.0              # decay of a running average of the weights, kept and shipped (training.average); 0: off
+    sam: float = 0.0              # radius of sharpness-aware minimisation (training.trainer.sharpness_aware_step); 0: off
     ema_warmup: float = 10.0      # the average's warm-up caps its decay at (1 + n) / (ema_warmup + n) after n steps
     extra: dict = field(default_factory=dict)
 
@@ -86,6 +87,7 @@ class TrainConfig:
                        warp=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
                        render=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
                        gin=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
+                       sam=(lambda v: v >= 0, "a number >= 0"),
                        mixstyle=(lambda v: 0 <= v <= 1, "a chance in [0, 1]"),
                        touch_weight=(lambda v: v >= 0, "a number >= 0"),
                        test_fraction=(lambda v: 0 <= v < 1, "a share in [0, 1)"),

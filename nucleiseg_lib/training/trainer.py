@@ -187,11 +187,14 @@ class Trainer:
 
     def train_step(self, model, opt, x, y, scaler=None):
         """One step: forward, loss, zero the gradients, backward, update. Returns the loss (a scalar Tensor)."""
-        with _autocast(self.device, self.cfg.amp):
-            out = model(x)
-        loss = segmentation_loss(out, y, self.cfg.loss, self.cfg.targets)
+        loss = self.batch_loss(model, x, y)
         opt.zero_grad(set_to_none=True)
-        if scaler is None:  # without a gradient scaler (fp16 on CUDA needs one)
+        if self.cfg.sam:
+            if scaler is not None and scaler.is_enabled():
+                raise ValueError(f"sam={self.cfg.sam!r} does not work with fp16's gradient scaler: use amp='bf16' or 'off'")
+            loss.backward()
+            sharpness_aware_step(model, opt, lambda: self.batch_loss(model, x, y), self.cfg.sam)
+        elif scaler is None:  # without a gradient scaler (fp16 on CUDA needs one)
             loss.backward()
             opt.step()
         else:
@@ -200,12 +203,59 @@ class Trainer:
             scaler.update()
         return loss
 
+    def batch_loss(self, model, x, y):
+        """The loss of one batch: the forward pass in the run's precision, the loss of its logits."""
+        with _autocast(self.device, self.cfg.amp):
+            out = model(x)
+        return segmentation_loss(out, y, self.cfg.loss, self.cfg.targets)
+
     def validate(self, model, ds):
         """Mean validation loss and mean foreground IoU (threshold 0.5) over the images of `ds`."""
         return validate_model(model, ds, self.device, self.cfg, getattr(self, "memory_format", None))
 
 
 BALANCE = ("none", "experiments")
+
+
+def sharpness_aware_step(model, opt, closure, rho):
+    """Sharpness-aware minimisation (SAM; Foret et al., 2021): step with the gradient at the worst nearby weights.
+
+    Call after ``loss.backward()``. The weights move by `rho` along their gradient (its L2 norm over all
+    parameters scaled to `rho`), where the loss is highest nearby; the gradient there is taken, the weights
+    moved back, and `opt` steps with it. A minimum whose neighbourhood is also low is reported to generalise
+    to new domains better than a sharp one. Batch-norm running statistics are updated by the first pass only.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, in train mode, its gradients from the first pass
+    opt : torch.optim.Optimizer
+    closure : callable
+        Returns the loss of the same batch (a scalar Tensor), computed again as the first pass did.
+    rho : float
+        Radius of the neighbourhood; 0 gives the plain step.
+    """
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+    with torch.no_grad():
+        moves = [p.grad * (rho / (norm + 1e-12)) for p in params]
+        for p, e in zip(params, moves):
+            p.add_(e)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms]
+    try:
+        for m in norms:
+            m.momentum = 0.0  # running = running * (1 - 0) + batch * 0: unchanged
+        opt.zero_grad(set_to_none=True)
+        closure().backward()
+    finally:
+        for m, (momentum, count) in zip(norms, momenta):
+            m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
+        with torch.no_grad():
+            for p, e in zip(params, moves):
+                p.sub_(e)
+    opt.step()
 
 
 def sample_weights(ids, groups, balance="none"):
