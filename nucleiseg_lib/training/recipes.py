@@ -106,7 +106,8 @@ class TrainConfig:
             raise ValueError("loss='bce+dice-border' needs the border target: add 'border' to targets")
         if self.instance_levels and not self.batch_norm:
             raise ValueError(f"instance_levels={self.instance_levels!r} replaces batch normalisations: needs batch_norm=True")
-        if not isinstance(self.instance_levels, int) or isinstance(self.instance_levels, bool) or not 0 <= self.instance_levels <= 4:
+        levels = self.instance_levels
+        if not isinstance(levels, int) or isinstance(levels, bool) or not 0 <= levels <= 4:
             raise ValueError(f"instance_levels={self.instance_levels!r} is not a whole number from 0 to 4")
         for name in ("paste", "touch"):
             value = getattr(self, name)

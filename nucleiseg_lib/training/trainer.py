@@ -191,7 +191,8 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         if self.cfg.sam:
             if scaler is not None and scaler.is_enabled():
-                raise ValueError(f"sam={self.cfg.sam!r} does not work with fp16's gradient scaler: use amp='bf16' or 'off'")
+                raise ValueError(f"sam={self.cfg.sam!r} does not work with fp16's gradient scaler: "
+                                 "use amp='bf16' or 'off'")
             loss.backward()
             sharpness_aware_step(model, opt, lambda: self.batch_loss(model, x, y), self.cfg.sam)
         elif scaler is None:  # without a gradient scaler (fp16 on CUDA needs one)
