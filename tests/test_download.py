@@ -74,8 +74,8 @@ class Server:
                 self.end_headers()
                 if server.mode == "truncate":
                     body = body[: len(body) // 2]
+                server.bytes_sent += len(body)  # before the write: the client may read it all and the test look
                 self.wfile.write(body)
-                server.bytes_sent += len(body)
                 self.close_connection = True
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
