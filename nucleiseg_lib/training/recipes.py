@@ -104,11 +104,11 @@ class TrainConfig:
             raise ValueError(f"gin={self.gin!r} mixes standardised rgb crops: needs input='rgb' and norm='crop'")
         if self.loss == "bce+dice-border" and "border" not in self.targets:
             raise ValueError("loss='bce+dice-border' needs the border target: add 'border' to targets")
-        if self.instance_levels and not self.batch_norm:
-            raise ValueError(f"instance_levels={self.instance_levels!r} replaces batch normalisations: needs batch_norm=True")
         levels = self.instance_levels
         if not isinstance(levels, int) or isinstance(levels, bool) or not 0 <= levels <= 4:
-            raise ValueError(f"instance_levels={self.instance_levels!r} is not a whole number from 0 to 4")
+            raise ValueError(f"instance_levels={levels!r} is not a whole number from 0 to 4")
+        if levels and not self.batch_norm:
+            raise ValueError(f"instance_levels={levels!r} replaces batch normalisations: needs batch_norm=True")
         for name in ("paste", "touch"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

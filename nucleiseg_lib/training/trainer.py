@@ -242,14 +242,14 @@ def sharpness_aware_step(model, opt, closure, rho):
         for p, e in zip(params, moves):
             p.add_(e)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms]
     try:
         for m in norms:
             m.momentum = 0.0  # running = running * (1 - 0) + batch * 0: unchanged
         opt.zero_grad(set_to_none=True)
         closure().backward()
     finally:
-        for m, (momentum, count) in zip(norms, momenta):
+        for m, (momentum, count) in zip(norms, saved):
             m.momentum = momentum
             if count is not None:
                 m.num_batches_tracked.copy_(count)
