@@ -120,13 +120,11 @@ class NucleiDataset(torch.utils.data.Dataset):
             raise ValueError("touch_weight weighs the contour target: add 'contour' to targets")
         self.touch_weight = float(touch_weight)
         self.warp = float(warp)
-        if render and (norm != "crop" or input != "rgb"):
-            raise ValueError("render draws stained tissue from rgb crops standardised by themselves: "
-                             "use input='rgb' and norm='crop'")
-        self.render = float(render)
-        if gin and (norm != "crop" or input != "rgb"):
-            raise ValueError("gin mixes rgb crops standardised by themselves: use input='rgb' and norm='crop'")
-        self.gin = float(gin)
+        for name, value in (("render", render), ("gin", gin)):
+            if value and (norm != "crop" or input != "rgb"):
+                raise ValueError(f"{name} changes rgb crops standardised by themselves: "
+                                 "use input='rgb' and norm='crop'")
+        self.render, self.gin = float(render), float(gin)
         self.epoch = 0
         self._channels = {}  # id -> scaled one-channel input of the whole image, shape (H, W, 1)
         self._references = {}  # id -> (inverted?, image_sample of the whole image, inverted if so)

@@ -63,5 +63,5 @@ def mix_random_convolution(x, rng):
     """
     alpha = rng.random()
     mixed = alpha * random_conv_net(x, rng) + (1 - alpha) * x
-    mixed -= mixed.mean()
+    mixed -= mixed.mean()  # transforms.standardize in another float order: kept, so amx-gin5-s0 retrains bit for bit
     return (mixed / max(float(mixed.std()), 1e-3)).astype(np.float32)

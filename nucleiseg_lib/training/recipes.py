@@ -98,15 +98,17 @@ class TrainConfig:
                 raise ValueError(f"{name}={value!r} is not {words}")
         if self.touch_weight and "contour" not in self.targets:
             raise ValueError(f"touch_weight={self.touch_weight!r} weighs the contour target: add 'contour' to targets")
-        if self.render and (self.input != "rgb" or self.norm != "crop"):
-            raise ValueError(f"render={self.render!r} draws stained tissue from rgb crops: needs input='rgb' and norm='crop'")
-        if self.gin and (self.input != "rgb" or self.norm != "crop"):
-            raise ValueError(f"gin={self.gin!r} mixes standardised rgb crops: needs input='rgb' and norm='crop'")
+        for name in ("render", "gin"):  # both change rgb crops after they are standardised by themselves
+            value = getattr(self, name)
+            if value and (self.input != "rgb" or self.norm != "crop"):
+                raise ValueError(f"{name}={value!r} changes rgb crops standardised by themselves: "
+                                 "needs input='rgb' and norm='crop'")
         if self.loss == "bce+dice-border" and "border" not in self.targets:
             raise ValueError("loss='bce+dice-border' needs the border target: add 'border' to targets")
+        from ..model import UNet
         levels = self.instance_levels
-        if not isinstance(levels, int) or isinstance(levels, bool) or not 0 <= levels <= 4:
-            raise ValueError(f"instance_levels={levels!r} is not a whole number from 0 to 4")
+        if not isinstance(levels, int) or isinstance(levels, bool) or not 0 <= levels <= UNet.depth:
+            raise ValueError(f"instance_levels={levels!r} is not a whole number from 0 to {UNet.depth}")
         if levels and not self.batch_norm:
             raise ValueError(f"instance_levels={levels!r} replaces batch normalisations: needs batch_norm=True")
         for name in ("paste", "touch"):
