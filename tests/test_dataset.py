@@ -86,3 +86,17 @@ def test_png_samples_and_the_cache_agree(tmp_path):
     loaded = load_split(tmp_path / "data", ["s1"], [], cache_dir=tmp_path / "cache", progress=False)
     np.testing.assert_array_equal(loaded["s1"][1], labels)
     assert SampleCache(tmp_path / "data", cache_dir=tmp_path / "cache", progress=False).n_built == 0  # reused
+
+
+@pytest.mark.parametrize("input", ["rgb", "grey", "nuclei"])
+def test_every_input_gives_the_channels_its_model_takes(input):
+    from nucleiseg_lib.training.recipes import RECIPES, make_model
+    from dataclasses import replace
+    cfg = replace(RECIPES["cpu"], input=input, size=16, base=4, paste=2)
+    image, labels = two_squares(40, 50)
+    ds = NucleiDataset({"a": (image, labels)}, ["a"], mode="crop", size=16, augment=True, input=input, paste=2)
+    x, _ = ds[0]
+    assert x.shape[0] == cfg.in_channels == (3 if input == "rgb" else 1)
+    model = make_model(cfg).eval()
+    with torch.no_grad():
+        assert model(x[None]).shape == (1, len(cfg.targets), 16, 16)

@@ -492,3 +492,25 @@ def test_sam_is_checked_and_refuses_the_fp16_scaler():
     with pytest.raises(ValueError, match="gradient scaler"):
         trainer.train_step(model, opt, x, y, scaler)
     trainer.train_step(model, opt, x, y, torch.amp.GradScaler("cpu", enabled=False))   # bf16 / fp32: fine
+
+
+def test_lovasz_hinge_by_hand():
+    from nucleiseg_lib.training.losses import lovasz_hinge_loss
+    # Every error 1: the IoU steps telescope to the last one, 1 - 0 / (2 + 2) = 1, whatever the sort does with ties
+    target = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    assert lovasz_hinge_loss(torch.zeros(1, 1, 2, 2), target).item() == pytest.approx(1.0)
+    # Sure and right: every hinge error negative, no loss
+    assert lovasz_hinge_loss(2 * (2 * target - 1), target).item() == 0.0
+    # Logits of +-1 with one pixel missed and one added: errors 2 there, 0 elsewhere; the surrogate is exactly
+    # 2 x (1 - IoU), IoU 1/3
+    z = torch.tensor([[[[1.0, -1.0], [-1.0, 1.0]]]])
+    assert lovasz_hinge_loss(z, target).item() == pytest.approx(2 * (1 - 1 / 3))
+    # Two pixels, target [1, 0], logits [0, 1]: errors 1 and 2; sorted [2 (outside), 1 (inside)], IoU steps
+    # 1 - 1/2 and 1 - 0/2: 2 x 0.5 + 1 x 0.5
+    assert lovasz_hinge_loss(torch.tensor([[[[0.0, 1.0]]]]), torch.tensor([[[[1.0, 0.0]]]])).item() == pytest.approx(1.5)
+    # Per image, averaged over the batch; BCE is added on every channel
+    both = torch.cat([torch.zeros(1, 1, 2, 2), 2 * (2 * target - 1)])
+    assert lovasz_hinge_loss(both, torch.cat([target, target])).item() == pytest.approx(0.5)
+    logits = torch.zeros(1, 2, 2, 2)
+    two = torch.cat([target, 1 - target], 1)
+    assert segmentation_loss(logits, two, "bce+lovasz").item() == pytest.approx(np.log(2) + 1.0, rel=1e-5)

@@ -119,8 +119,8 @@ class TrainConfig:
 
     @property
     def in_channels(self):
-        """Input channels of the model this config trains (3 for "rgb", 1 for "nuclei")."""
-        return 1 if self.input == "nuclei" else 3
+        """Input channels of the model this config trains (3 for "rgb", 1 for "nuclei" and "grey")."""
+        return 3 if self.input == "rgb" else 1
 
     def to_dict(self):
         d = asdict(self)
