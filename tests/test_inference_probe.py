@@ -69,3 +69,20 @@ def test_blend_batch_norm_ends_are_running_and_own_statistics():
     torch.testing.assert_close(zero, running, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(one, own, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(half, running, atol=1e-3) and not torch.allclose(half, own, atol=1e-3)
+
+
+def test_shift_outlines_by_hand():
+    labels = np.zeros((7, 9), np.int32)
+    labels[1:4, 1:4] = 1        # 3x3
+    labels[2:5, 5:8] = 2        # 3x3, one background column between them
+    shift = _tool().shift_outlines
+    grown = shift(labels, 1)
+    # each 3x3 -> 5x5; the column between them (x = 4) goes to the larger label in the rows both reach (1-4)
+    assert (grown == 1).sum() == 25 - 4 and grown[1, 4] == 2 and grown[0, 4] == 1
+    assert (grown == 2).sum() == 25 and grown[5, 4] == 2 and grown[6, 4] == 0
+    shrunk = shift(labels, -1)
+    assert (shrunk == 1).sum() == 1 and shrunk[2, 2] == 1 and (shrunk == 2).sum() == 1 and shrunk[3, 6] == 2
+    # an object at the image's edge is not shrunk from outside the image
+    edge = np.zeros((4, 4), np.int32)
+    edge[:3, :3] = 4
+    assert (shift(edge, -1) == 4).sum() == 4 and shift(edge, -1).dtype == np.int32
